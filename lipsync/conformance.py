@@ -1,0 +1,196 @@
+"""Conformance checks against the published models' fixtures (``shared/conformance``, see its
+FORMAT.md): parity fixtures (reference outputs of the upstream code) and manifests (the layout of
+the published checkpoints).
+
+Each backend registers a handler per fixture ``module`` id in a module named ``conformance``
+inside its package (``backends/<name>/conformance.py``, or ``lipsync/<part>/conformance.py``
+for core parts such as the interpolators and metrics). Dispatch is on the fixture's ``module`` and
+``kind`` fields only; a handler reads config, shapes and tolerances from the fixture itself.
+
+    @parity("synctalk2d.unet328")
+    def unet328(fx: Fixture) -> dict[str, Tensor]:      # outputs named as in the fixture
+        ...
+
+    @manifest("synctalk2d.unet328")
+    def unet328_layout(m: dict) -> list[str]:           # the problems found; [] means it conforms
+        ...
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+PARITY: dict[str, Callable[["Fixture"], Mapping[str, Any]]] = {}
+MANIFEST: dict[str, Callable[[dict], list[str]]] = {}
+_HANDLER_PACKAGES = ("lipsync", "backends")
+
+
+def parity(module_id: str):
+    """Register the handler that reproduces ``out.*`` of parity fixtures of ``module_id``."""
+
+    def register(fn):
+        PARITY[module_id] = fn
+        return fn
+
+    return register
+
+
+def manifest(module_id: str):
+    """Register the handler that checks manifests of ``module_id`` against the implementation."""
+
+    def register(fn):
+        MANIFEST[module_id] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Fixture:
+    """A parity fixture: its JSON description and its tensors, split by prefix."""
+
+    path: Path
+    meta: dict
+    weights: dict = field(default_factory=dict)  # ``w.`` prefix stripped, float32
+    inputs: dict = field(default_factory=dict)  # ``in.`` prefix stripped
+    outputs: dict = field(default_factory=dict)  # ``out.`` prefix stripped
+
+    @property
+    def config(self) -> dict:
+        return self.meta.get("config", {})
+
+    def tolerance(self, name: str) -> tuple[float, float]:
+        """``(atol, rtol)`` of output ``name`` (with or without the ``out.`` prefix)."""
+        return _pick(self.meta.get("atol", 0.0), name), _pick(self.meta.get("rtol", 0.0), name)
+
+
+@dataclass
+class Result:
+    path: Path
+    module: str
+    kind: str
+    status: str  # PASS, FAIL or UNKNOWN
+    max_abs_diff: float
+    detail: str = ""
+
+    def line(self) -> str:
+        diff = "-" if np.isnan(self.max_abs_diff) else f"{self.max_abs_diff:.3g}"
+        tail = f"  ({self.detail})" if self.detail else ""
+        return f"{self.path}  {self.module}  max_abs_diff={diff}  {self.status}{tail}"
+
+
+def load_handlers() -> None:
+    """Import every ``conformance`` module of lipsync and the installed backends."""
+    for package_name in _HANDLER_PACKAGES:
+        try:
+            package = importlib.import_module(package_name)
+        except ImportError:
+            continue
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+            if info.name.rsplit(".", 1)[-1] == "conformance" and info.name != __name__:
+                importlib.import_module(info.name)
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_fixture(path: str | Path) -> Fixture:
+    """Read a parity fixture (its .json and the .safetensors beside it)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_json(path)
+    tensors = load_file(str(path.with_suffix(".safetensors")))
+    fixture = Fixture(path, meta)
+    for key, value in tensors.items():
+        prefix, _, name = key.partition(".")
+        if prefix == "w":
+            fixture.weights[name] = value.float() if value.is_floating_point() else value
+        elif prefix == "in":
+            fixture.inputs[name] = value
+        elif prefix == "out":
+            fixture.outputs[name] = value
+    return fixture
+
+
+def run_fixture(path: str | Path) -> Result:
+    """Check one fixture file (manifest or parity) against the registered implementation."""
+    path = Path(path)
+    try:
+        meta = read_json(path)
+    except (OSError, json.JSONDecodeError) as err:
+        return Result(path, "?", "?", "FAIL", float("nan"), f"unreadable: {err}")
+    module, kind = meta.get("module", "?"), meta.get("kind", "?")
+    registry = {"parity": PARITY, "manifest": MANIFEST}.get(kind)
+    if registry is None or module not in registry:
+        return Result(path, module, kind, "UNKNOWN", float("nan"), f"no {kind} handler for module {module!r}")
+    try:
+        if kind == "manifest":
+            problems = registry[module](meta)
+            detail = "; ".join(problems[:3]) + (f"; ... {len(problems) - 3} more" if len(problems) > 3 else "")
+            return Result(path, module, kind, "FAIL" if problems else "PASS", float(len(problems)), detail)
+        fixture = load_fixture(path)
+        produced = registry[module](fixture)
+        return compare_outputs(fixture, produced)
+    except Exception as err:  # a crashing handler is a failed fixture, reported, not raised
+        return Result(path, module, kind, "FAIL", float("nan"), f"{type(err).__name__}: {err}")
+
+
+def compare_outputs(fixture: Fixture, produced: Mapping[str, Any]) -> Result:
+    """Compare every ``out.*`` of the fixture with what the implementation produced."""
+    produced = {_strip(name): value for name, value in produced.items()}
+    worst, failures = 0.0, []
+    for name, expected in fixture.outputs.items():
+        if name not in produced:
+            failures.append(f"{name}: not produced")
+            continue
+        want = _as_array(expected)
+        got = _as_array(produced[name])
+        if got.shape != want.shape:
+            failures.append(f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}")
+            continue
+        atol, rtol = fixture.tolerance(name)
+        diff = np.abs(got - want)
+        finite = np.isfinite(want) & np.isfinite(got)
+        if not np.array_equal(np.isfinite(want), np.isfinite(got)):
+            failures.append(f"{name}: NaN/inf pattern differs")
+        max_diff = float(diff[finite].max()) if finite.any() else 0.0
+        worst = max(worst, max_diff)
+        if (diff[finite] > atol + rtol * np.abs(want[finite])).any():
+            failures.append(f"{name}: max abs diff {max_diff:.3g} > atol {atol:g} (rtol {rtol:g})")
+    meta = fixture.meta
+    status = "FAIL" if failures else "PASS"
+    return Result(fixture.path, meta.get("module", "?"), "parity", status, worst, "; ".join(failures))
+
+
+def _strip(name: str) -> str:
+    return name[4:] if name.startswith("out.") else name
+
+
+def _pick(spec: Any, name: str) -> float:
+    if isinstance(spec, Mapping):
+        name = _strip(name)
+        for key in (f"out.{name}", name):
+            if key in spec:
+                return float(spec[key])
+        return float(spec.get("default", 0.0))
+    return float(spec or 0.0)
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().double().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def is_registered(meta: Mapping) -> bool:
+    """Whether a handler exists for this fixture's module and kind."""
+    registry = {"parity": PARITY, "manifest": MANIFEST}.get(meta.get("kind"), {})
+    return meta.get("module") in registry

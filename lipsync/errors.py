@@ -1,0 +1,32 @@
+"""Errors the user can fix. The CLI reports them as one line and exits with code 2."""
+
+
+class LipsyncError(Exception):
+    """A problem with the user's input, configuration or installation, not a bug.
+
+    The message is one line that says what is wrong and how to fix it.
+    """
+
+    exit_code = 2
+
+
+class InputError(LipsyncError):
+    """A missing, unreadable, corrupt or unsuitable input file."""
+
+
+class ConfigError(LipsyncError):
+    """An unknown backend or option, a wrong type or an out-of-range value."""
+
+
+class MissingWeightsError(LipsyncError):
+    """A backend's checkpoint files are not in the cache and cannot be downloaded."""
+
+
+class WeightsError(LipsyncError):
+    """A checkpoint file that exists but is not what it claims to be (hash, layout, format)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many lines)."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,0 +1,105 @@
+"""Progress bars for long stages and the end-of-run summary (rich, on stderr).
+
+One ``Reporter`` per run. ``quiet=True`` (scripts, multirun) silences bars and info lines but
+keeps warnings.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class Stage:
+    """A handle on one running stage: advance it as work completes."""
+
+    def __init__(self, progress: Progress | None, task_id: int | None):
+        self._progress = progress
+        self._task_id = task_id
+        self.completed = 0
+
+    def advance(self, amount: float = 1) -> None:
+        self.completed += amount
+        if self._progress is not None:
+            self._progress.advance(self._task_id, amount)
+
+    def set_total(self, total: float | None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task_id, total=total)
+
+
+class Reporter:
+    """Shows stages as they run; collects what the summary needs."""
+
+    def __init__(self, quiet: bool = False, console: Console | None = None):
+        self.quiet = quiet
+        self.console = console or Console(stderr=True, highlight=False)
+        self.started = time.perf_counter()
+        self.warnings: list[str] = []
+        self._progress: Progress | None = None
+
+    def _bars(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+        return self._progress
+
+    @contextmanager
+    def stage(self, description: str, total: float | None = None) -> Iterator[Stage]:
+        """A progress bar for a long stage; ``total`` may be unknown (None)."""
+        if self.quiet:
+            yield Stage(None, None)
+            return
+        progress = self._bars()
+        task_id = progress.add_task(description, total=total)
+        try:
+            yield Stage(progress, task_id)
+        finally:
+            task = progress.tasks[task_id]
+            if task.total is None:
+                progress.update(task_id, total=task.completed)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.console.print(f"[yellow]warning:[/yellow] {message}")
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def summary(self, **fields: object) -> None:
+        """One closing line per field, e.g. ``time``, ``frames``, ``output``."""
+        self.close()
+        if self.quiet:
+            return
+        self.console.print("[bold green]done[/bold green]")
+        for key, value in fields.items():
+            self.console.print(f"  {key:<8} {value}")

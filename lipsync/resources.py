@@ -1,0 +1,37 @@
+"""Where the data that ships with lipsync lives: Hydra configs and the checkpoint registry.
+
+In a wheel they are packaged as ``lipsync/_data/{conf,weights}``; in a source checkout (or an
+editable install) they are the top-level ``conf/`` and ``weights/`` folders.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """The folder of packaged data ``name`` (``conf`` or ``weights``)."""
+    packaged = _PACKAGE / "_data" / name
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE.parent / name
+
+
+def source_root() -> Path | None:
+    """The checkout root when lipsync runs from a source tree, else None."""
+    root = _PACKAGE.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "conf").is_dir() else None
+
+
+def cache_dir() -> Path:
+    """Where downloaded checkpoints go: ``$LIPSYNC_CACHE``, else ``weights/cache`` in a checkout
+    (git-ignored), else ``~/.cache/lipsync``."""
+    env = os.environ.get("LIPSYNC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    root = source_root()
+    if root is not None:
+        return root / "weights" / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lipsync"

@@ -1,0 +1,95 @@
+"""Finding checkpoint files, downloading them (huggingface_hub) and checking their hashes."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lipsync.errors import InputError, MissingWeightsError, WeightsError
+from lipsync.resources import cache_dir
+from lipsync.weights.registry import WeightSpec, spec
+
+
+def sha256sum(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(entry: WeightSpec, path: Path) -> None:
+    """Raise WeightsError if ``path`` does not match the registered size or hash."""
+    if entry.size is not None and path.stat().st_size != entry.size:
+        raise WeightsError(
+            f"{path} has {path.stat().st_size} bytes, {entry.name} should have {entry.size}; "
+            f"delete it and run `lipsync-weights download {entry.name}`"
+        )
+    if entry.sha256 and sha256sum(path) != entry.sha256.lower():
+        raise WeightsError(
+            f"{path} does not match the sha256 of {entry.name}; delete it and run `lipsync-weights download {entry.name}`"
+        )
+
+
+def resolve(name: str, override: str | Path | None = None) -> Path:
+    """The local file for checkpoint ``name``: ``override`` if the user gave one, else the cache."""
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_file():
+            raise InputError(f"checkpoint file not found: {path} (given for {name})")
+        return path
+    entry = spec(name)
+    if not entry.cache_path.is_file():
+        raise missing_error([entry])
+    return entry.cache_path
+
+
+def require(names: list[str], overrides: dict[str, str | Path | None] | None = None) -> dict[str, Path]:
+    """Resolve several checkpoints at once, reporting every missing one in one line."""
+    overrides = overrides or {}
+    found: dict[str, Path] = {}
+    missing: list[WeightSpec] = []
+    for name in names:
+        if overrides.get(name):
+            found[name] = resolve(name, overrides[name])
+        elif spec(name).cache_path.is_file():
+            found[name] = spec(name).cache_path
+        else:
+            missing.append(spec(name))
+    if missing:
+        raise missing_error(missing)
+    return found
+
+
+def missing_error(entries: list[WeightSpec]) -> MissingWeightsError:
+    names = " ".join(sorted({e.name for e in entries}))
+    files = ", ".join(e.source for e in entries)
+    return MissingWeightsError(
+        f"missing checkpoint files: {files}; fetch them with `lipsync-weights download {names}` "
+        f"(or point the backend's checkpoint options at local copies)"
+    )
+
+
+def download(entry: WeightSpec, force: bool = False) -> Path:
+    """Fetch one file into the cache through huggingface_hub and verify it."""
+    target = entry.cache_path
+    if target.is_file() and not force:
+        verify(entry, target)
+        return target
+    try:
+        from huggingface_hub import hf_hub_download
+
+        fetched = Path(
+            hf_hub_download(
+                repo_id=entry.repo,
+                filename=entry.file,
+                revision=entry.revision,
+                local_dir=str(cache_dir() / entry.repo),
+            )
+        )
+    except Exception as err:
+        raise MissingWeightsError(
+            f"cannot download {entry.source}: {type(err).__name__} (no network? copy the file to {target})"
+        ) from None
+    verify(entry, fetched)
+    return fetched
+
