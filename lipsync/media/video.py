@@ -28,12 +28,27 @@ class VideoInfo:
     rotation: int  # degrees clockwise the frames are turned to display upright (0, 90, 180, 270)
 
 
+def bundled_image(name: str) -> np.ndarray | None:
+    """A sample photograph shipped inside a dependency, by name (``astronaut``), else None."""
+    if name == "astronaut":
+        import skimage.data
+
+        return skimage.data.astronaut()
+    return None
+
+
 def load_image(path: str | Path) -> np.ndarray:
-    """A still image as RGB uint8 (H, W, 3), upright per its EXIF orientation."""
+    """A still image as RGB uint8 (H, W, 3), upright per its EXIF orientation.
+
+    A name that is not a file but names a bundled sample (``astronaut``) gives that photograph.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
+        sample = bundled_image(str(path))
+        if sample is not None:
+            return sample
         raise InputError(f"image file not found: {path} (check input.image)")
     try:
         with Image.open(path) as img:

@@ -1,0 +1,200 @@
+"""Structured configs: the schema of ``conf/`` as dataclasses in Hydra's ConfigStore.
+
+Every config group option is typed, so a typo, a wrong type or an out-of-range value fails while
+the config is composed, before any work starts, with one clear line. Ranges and cross-field rules
+live in each dataclass's ``__post_init__``; ``validate`` runs them on the composed config.
+
+A backend (or detector, encoder, interpolator) declares its schema by subclassing the group's
+base dataclass and calling ``register_schema``; its YAML in ``conf/<group>/<name>.yaml`` lists
+``<name>_schema`` first in its defaults. Schema modules are found by ``register_all``: every
+``config`` module inside ``backends.*`` and ``lipsync.*`` packages.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lipsync.errors import ConfigError
+
+
+class AudioLonger(str, Enum):
+    """What to do with the source video when the audio outlasts it."""
+
+    pingpong = "pingpong"
+    loop = "loop"
+    hold = "hold"
+
+
+class AudioShorter(str, Enum):
+    """What to do when the audio ends before the source video."""
+
+    trim = "trim"
+    pad = "pad"
+
+
+class FaceSelect(str, Enum):
+    """Which face to drive when there are several."""
+
+    largest = "largest"
+    index = "index"  # ``face.index``-th from the left
+    point = "point"  # the face nearest ``face.point`` (x, y pixels in the first frame)
+
+
+@dataclass
+class InputConfig:
+    image: Optional[str] = None  # still portrait (``astronaut`` = scikit-image's bundled photo)
+    video: Optional[str] = None  # source video to re-dub
+    audio: Optional[str] = None  # speech: wav, mp3, m4a, flac, ogg (or a video's sound)
+    text: Optional[str] = None  # transcript of the audio (sharper timing where a backend uses it)
+
+
+@dataclass
+class OutputConfig:
+    path: Optional[str] = None  # default: outputs/<audio name>_<backend>.mp4 (multirun: the job's folder)
+    fps: float = 25.0
+    crf: int = 18  # x264 quality: 0 lossless .. 51 worst
+    preset: str = "medium"  # x264 speed/size trade-off
+
+    def __post_init__(self) -> None:
+        _check_range("output.fps", self.fps, 1, 120)
+        _check_range("output.crf", self.crf, 0, 51)
+        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+        if self.preset not in presets:
+            raise ValueError(f"output.preset must be one of {', '.join(presets)}, got {self.preset!r}")
+
+
+@dataclass
+class LengthConfig:
+    audio_longer: AudioLonger = AudioLonger.pingpong
+    audio_shorter: AudioShorter = AudioShorter.trim
+
+
+@dataclass
+class FaceConfig:
+    select: FaceSelect = FaceSelect.largest
+    index: int = 0
+    point: Optional[List[float]] = None
+    smoothing: float = 0.5  # 0 = raw landmarks, 1 = heaviest temporal smoothing
+    max_gap: int = 5  # frames a tracked face may vanish and still be the same person
+
+    def __post_init__(self) -> None:
+        _check_range("face.index", self.index, 0, 64)
+        _check_range("face.smoothing", self.smoothing, 0.0, 1.0)
+        _check_range("face.max_gap", self.max_gap, 0, 1000)
+        if self.point is not None and len(self.point) != 2:
+            raise ValueError(f"face.point must be [x, y], got {list(self.point)}")
+        if self.select == FaceSelect.point and self.point is None:
+            raise ValueError("face.select=point needs face.point=[x,y]")
+
+
+@dataclass
+class ComponentConfig:
+    """Base of every instantiable group option (backend, detector, encoder, interpolator)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class BackendConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class FaceDetectorConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class AudioEncoderConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class InterpolatorConfig(ComponentConfig):
+    pass
+
+
+@dataclass
+class LipsyncConfig:
+    backend: BackendConfig = MISSING
+    face_detector: FaceDetectorConfig = MISSING
+    audio_encoder: Optional[AudioEncoderConfig] = None
+    interpolator: InterpolatorConfig = MISSING
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    length: LengthConfig = field(default_factory=LengthConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    seed: int = 0
+    chunk_size: Optional[int] = None  # frames per chunk; default: the backend's preference
+    quiet: Optional[bool] = None  # default: bars for a single run, quiet in multirun
+    verbose: bool = False  # tracebacks instead of one-line errors
+
+    def __post_init__(self) -> None:
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.chunk_size is not None:
+            _check_range("chunk_size", self.chunk_size, 1, 4096)
+
+
+SCHEMA_BASES: dict[str, type] = {
+    "backend": BackendConfig,
+    "face_detector": FaceDetectorConfig,
+    "audio_encoder": AudioEncoderConfig,
+    "interpolator": InterpolatorConfig,
+}
+_SCHEMA_PACKAGES = ("lipsync", "backends")
+_registered = False
+
+
+def register_schema(group: str, name: str, node: type) -> None:
+    """Store ``node`` (a subclass of the group's base) as ``<group>/<name>_schema``."""
+    if not issubclass(node, SCHEMA_BASES[group]):
+        raise TypeError(f"{node.__name__} must subclass {SCHEMA_BASES[group].__name__}")
+    ConfigStore.instance().store(group=group, name=f"{name}_schema", node=node)
+
+
+def register_all() -> None:
+    """Register the app schema and every component schema (imports each ``config`` module)."""
+    global _registered
+    if _registered:
+        return
+    ConfigStore.instance().store(name="lipsync_schema", node=LipsyncConfig)
+    for package_name in _SCHEMA_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
+            if info.name.rsplit(".", 1)[-1] == "config" and info.name != __name__:
+                importlib.import_module(info.name)
+    _registered = True
+
+
+def validate(cfg: DictConfig) -> None:
+    """Build the typed config objects, which runs every section's range and cross-field checks;
+    ConfigError with one line on the first problem."""
+    try:
+        OmegaConf.to_object(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except Exception as err:  # OmegaConf validation errors carry the key and the reason
+        raise ConfigError(config_error_line(err)) from None
+
+
+def config_error_line(err: BaseException) -> str:
+    """One line from an OmegaConf/Hydra error (their messages span several lines)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    keep = [line for line in lines if not line.startswith(("full_key", "object_type", "reference_type", "msg"))]
+    text = keep[0] if keep else (lines[0] if lines else type(err).__name__)
+    full_key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+    return f"{text} (at {full_key})" if full_key and full_key not in text else text
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")

@@ -1,0 +1,159 @@
+"""The core data path with a model-free backend: timing, length policies, streaming, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from lipsync.api import compose
+from lipsync.errors import ConfigError, InputError
+from lipsync.media.video import VideoSource
+from lipsync.media.writer import VideoWriter
+from lipsync.pipeline import Pipeline
+from lipsync.progress import Reporter
+from tests import fake_backend
+from tests.conftest import tone
+
+fake_backend.register()
+
+
+def bursts(seconds: float, rate: int = 16000) -> np.ndarray:
+    """Alternating half-second bursts of tone and silence."""
+    wave = tone(seconds, rate)
+    t = np.arange(len(wave)) / rate
+    return (wave * ((t % 1.0) < 0.5)).astype(np.float32)
+
+
+def make_video(path, frames: int, fps: float = 30.0, size=(48, 64)) -> None:
+    with VideoWriter(path, fps) as writer:
+        for i in range(frames):
+            frame = np.full((1, size[0], size[1], 3), 40, np.uint8)
+            frame[0, 20:, :, 1] = (i * 5) % 250
+            writer.write(frame)
+
+
+def pipeline(**overrides) -> Pipeline:
+    return Pipeline(compose("loudness", {"quiet": True, **overrides}))
+
+
+def run(pipe: Pipeline, tmp_path, audio_seconds: float, **inputs):
+    audio = tmp_path / "speech.wav"
+    soundfile.write(audio, bursts(audio_seconds), 16000)
+    out = tmp_path / "out.mp4"
+    result = pipe.run(audio=audio, output=out, reporter=Reporter(quiet=True), **inputs)
+    return result, VideoSource(out, 25)
+
+
+def test_image_source_follows_audio_length_and_loudness(tmp_path):
+    image = tmp_path / "still.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(image)
+    result, video = run(pipeline(), tmp_path, 2.0, image=image)
+    assert result.frames == 50 == len(video)
+    frames = video.read(np.arange(len(video)))
+    level = frames[:, :8, :, 0].mean(axis=(1, 2))
+    phase = np.arange(50) % 25
+    loud, quiet = phase < 12, phase > 12  # bursts fill the first half of each second; frame 12 straddles
+    assert level[loud].min() > level[quiet].max() + 40
+    assert abs(frames[:, 20:, :, 0].mean() - 90) < 6  # the source shows through below the bar
+
+
+def test_video_longer_than_audio_is_trimmed(tmp_path):
+    make_video(tmp_path / "src.mp4", frames=90)  # 3 s at 30 fps
+    result, video = run(pipeline(), tmp_path, 1.2, video=tmp_path / "src.mp4")
+    assert result.frames == 30 == len(video)
+
+
+def test_pad_policy_keeps_the_whole_video(tmp_path):
+    make_video(tmp_path / "src.mp4", frames=90)
+    result, video = run(pipeline(**{"length.audio_shorter": "pad"}), tmp_path, 1.2, video=tmp_path / "src.mp4")
+    assert result.frames == 75 == len(video)
+    from lipsync.media.audio import load_audio
+
+    assert len(load_audio(result.output)) / 16000 == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("policy", ["pingpong", "loop", "hold"])
+def test_audio_longer_than_video_reuses_frames(tmp_path, policy):
+    make_video(tmp_path / "src.mp4", frames=30, fps=25)  # 1.2 s
+    result, video = run(pipeline(**{"length.audio_longer": policy}), tmp_path, 2.0, video=tmp_path / "src.mp4")
+    assert result.frames == 50 == len(video)
+    marker = video.read(np.arange(50))[:, 30:, :, 1].mean(axis=(1, 2))
+    source = np.arange(30) * 5 % 250
+    expected = {"loop": np.arange(50) % 30, "hold": np.minimum(np.arange(50), 29)}.get(
+        policy, np.array([i if i < 30 else 58 - i for i in range(50)])
+    )
+    assert np.abs(marker - source[expected]).max() < 8
+
+
+def test_chunks_bound_the_work(tmp_path):
+    pipe = pipeline(chunk_size=5)
+    image = tmp_path / "still.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    run(pipe, tmp_path, 1.0, image=image)
+    assert pipe.generator.chunk_lengths == [5] * 5
+
+
+def test_low_rate_backend_is_interpolated_to_output_rate(tmp_path):
+    pipe = pipeline(**{"backend.fps": 12.5, "backend.source": "none", "interpolator": "linear"})
+    result, video = run(pipe, tmp_path, 2.0)
+    assert result.frames == 50 == len(video)
+    assert pipe.factor == 2
+
+
+def test_output_rate_must_be_a_multiple_of_the_backend_rate():
+    with pytest.raises(ConfigError, match="whole multiple"):
+        pipeline(**{"backend.fps": 10.0})
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({}, "needs a source"),
+        ({"video": "clip.png"}, "still image"),
+        ({"video": "missing.mp4"}, "not found"),
+        ({"image": "a.png", "video": "b.mp4"}, "not both"),
+    ],
+)
+def test_bad_inputs_fail_before_work(tmp_path, inputs, message):
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, bursts(1.0), 16000)
+    with pytest.raises(InputError, match=message):
+        pipeline().run(audio=audio, output=tmp_path / "o.mp4", **{k: tmp_path / v for k, v in inputs.items()})
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_source_kind_is_checked_against_the_backend(tmp_path):
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, bursts(1.0), 16000)
+    make_video(tmp_path / "v.mp4", 10)
+    with pytest.raises(InputError, match="takes a image source"):
+        pipeline(**{"backend.source": "image"}).run(audio=audio, output=tmp_path / "o.mp4", video=tmp_path / "v.mp4")
+
+
+def test_audio_shorter_than_a_frame_is_refused(tmp_path):
+    audio = tmp_path / "blip.wav"
+    soundfile.write(audio, np.zeros(100, np.float32), 16000)
+    with pytest.raises(InputError, match="shorter than one video frame"):
+        pipeline(**{"backend.source": "none"}).run(audio=audio, output=tmp_path / "o.mp4")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
+    pipe = pipeline(**{"backend.source": "none"})
+
+    def broken(job, chunks):
+        for chunk in chunks:
+            yield np.zeros((len(chunk), 32, 32, 3), np.uint8)
+            raise RuntimeError("backend crashed")
+
+    monkeypatch.setattr(pipe.generator, "generate", broken)
+    previous = tmp_path / "out.mp4"
+    previous.write_bytes(b"an earlier result")
+    with pytest.raises(RuntimeError):
+        run(pipe, tmp_path, 1.0)
+    assert previous.read_bytes() == b"an earlier result"
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
