@@ -1,0 +1,153 @@
+"""The weights layer: registry, cache lookups, hashes, safe loading, strict layouts, the CLI."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lipsync import weights
+from lipsync.errors import InputError, MissingWeightsError, WeightsError
+from lipsync.weights.cli import main as weights_cli
+
+registry_module = importlib.import_module("lipsync.weights.registry")
+
+
+@pytest.fixture
+def fake_registry(tmp_path, monkeypatch):
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    payload = b"not really a checkpoint"
+    (folder / "demo.yaml").write_text(
+        "demo.model:\n"
+        "  repo: someone/demo\n"
+        "  revision: 0123abc\n"
+        "  file: ckpt/model.bin\n"
+        f"  size: {len(payload)}\n"
+        f"  sha256: {hashlib.sha256(payload).hexdigest()}\n"
+        "  license: MIT\n"
+        "demo.other:\n"
+        "  repo: someone/demo\n"
+        "  file: other.pt\n"
+    )
+    monkeypatch.setattr(registry_module, "data_dir", lambda name: folder)
+    registry_module.registry.cache_clear()
+    yield payload
+    registry_module.registry.cache_clear()
+
+
+def test_missing_files_are_named_with_the_fetch_command(fake_registry):
+    with pytest.raises(MissingWeightsError) as err:
+        weights.require(["demo.model", "demo.other"])
+    text = str(err.value)
+    assert "someone/demo@0123abc:ckpt/model.bin" in text and "other.pt" in text
+    assert "lipsync-weights download demo.model demo.other" in text
+    assert "\n" not in text
+
+
+def test_cached_file_is_found_and_verified(fake_registry):
+    entry = weights.spec("demo.model")
+    entry.cache_path.parent.mkdir(parents=True)
+    entry.cache_path.write_bytes(fake_registry)
+    assert weights.require(["demo.model"])["demo.model"] == entry.cache_path
+    weights.verify(entry, entry.cache_path)
+    entry.cache_path.write_bytes(b"x" * len(fake_registry))
+    with pytest.raises(WeightsError, match="sha256"):
+        weights.verify(entry, entry.cache_path)
+    entry.cache_path.write_bytes(b"short")
+    with pytest.raises(WeightsError, match="bytes"):
+        weights.verify(entry, entry.cache_path)
+
+
+def test_user_override_path(fake_registry, tmp_path):
+    local = tmp_path / "mine.bin"
+    local.write_bytes(b"1")
+    assert weights.require(["demo.model"], {"demo.model": local})["demo.model"] == local
+    with pytest.raises(InputError, match="not found"):
+        weights.resolve("demo.model", tmp_path / "nope.bin")
+
+
+def test_groups_select_their_files(fake_registry):
+    assert [s.name for s in weights.select(["demo"])] == ["demo.model", "demo.other"]
+    with pytest.raises(Exception, match="no checkpoint or group"):
+        weights.select(["nothing"])
+
+
+def test_download_without_network_fails_fast_with_one_line(fake_registry, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError, match="cannot download someone/demo"):
+        weights.download(weights.spec("demo.other"))
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(2), "payload": _Exploit(str(marker))}, evil)
+    with pytest.raises(WeightsError, match="refusing to load"):
+        weights.load_state_dict(evil)
+    assert not marker.exists()
+
+
+def test_state_dict_containers_and_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {"a.weight": torch.ones(2, 3), "a.bias": torch.zeros(2)}
+    torch.save({"state_dict": state, "global_step": 7}, tmp_path / "wrapped.pt")
+    assert set(weights.load_state_dict(tmp_path / "wrapped.pt")) == set(state)
+    torch.save({"dims": {"n": 1}, "model_state_dict": state}, tmp_path / "whisper.pt")
+    assert set(weights.load_state_dict(tmp_path / "whisper.pt", container="model_state_dict")) == set(state)
+    with pytest.raises(WeightsError, match="no 'ema'"):
+        weights.load_state_dict(tmp_path / "whisper.pt", container="ema")
+    save_file(state, str(tmp_path / "plain.safetensors"))
+    assert torch.equal(weights.load_state_dict(tmp_path / "plain.safetensors")["a.weight"], state["a.weight"])
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="cannot read"):
+        weights.load_state_dict(tmp_path / "junk.safetensors")
+
+
+def test_strict_loading_reports_what_does_not_fit():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    good = {k: torch.randn(v.shape) for k, v in model.state_dict().items()}
+    weights.load_into(model, {f"module.{k}": v for k, v in good.items()}, remap=lambda s: weights.strip_prefix(s, "module."))
+    assert torch.equal(model[0].weight, good["0.weight"])
+    bad = dict(good, **{"0.weight": torch.zeros(5, 3), "extra": torch.zeros(1)})
+    del bad["2.bias"]
+    with pytest.raises(WeightsError) as err:
+        weights.load_into(model, bad, source="ckpt.pt")
+    text = str(err.value)
+    assert "missing 2.bias" in text and "0.weight: shape (5, 3) != (2, 3)" in text and "unexpected extra" in text
+
+
+def test_meta_models_take_manifest_layouts():
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 3)
+    manifest = {"keys": {"weight": [3, 4], "bias": [3]}}
+    assert weights.manifest_problems(model, manifest) == []
+    assert weights.manifest_problems(model, {"keys": {"weight": [3, 5]}}) == ["weight: shape (3, 5) != (3, 4)", "missing bias"]
+    weights.load_into(model, weights.meta_state_dict(manifest["keys"]))
+
+
+def test_cli_lists_and_reports_errors(fake_registry, capsys, monkeypatch):
+    assert weights_cli(["list"]) == 0
+    assert "demo.model" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights_cli(["download", "demo.other"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot download") and err.count("\n") == 1
+    assert weights_cli(["download", "nothing"]) == 2
+
+
+def test_cli_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "lipsync.weights.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "download" in out.stdout
