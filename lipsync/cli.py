@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [saved[0] if saved else "lipsync"] + argv
     try:
         _app()()
+    except SystemExit as exit_request:  # --help, a job's user error (2), Hydra's own failures (1)
+        return exit_request.code if isinstance(exit_request.code, int) else 1
     finally:
         sys.argv = saved
     return 2 if _failures else 0
@@ -65,7 +67,8 @@ def precheck(overrides: list[str]) -> None:
             single.append(f"{key}={value}")
         else:
             single.append(override.input_line)
-    backend = next((o.split("=", 1)[1] for o in single if o.startswith("backend=")), "viseme")
+    chosen = [o.split("=", 1)[1] for o in single if o.startswith("backend=")]
+    backend = chosen[-1] if chosen else "viseme"  # the last of repeated overrides wins, as in Hydra
     compose(backend, [o for o in single if not o.startswith("backend=")])
 
 
