@@ -8,6 +8,7 @@ windowing the features per video frame is the backend's business (it differs per
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,3 +26,18 @@ class AudioEncoder(ABC):
     @abstractmethod
     def encode(self, audio: np.ndarray, sample_rate: int, text: str | None = None) -> Any:
         """Features of the whole clip. ``text`` is the transcript when the user gave one."""
+
+
+@dataclass
+class FrameFeatures:
+    """Audio features already framed at a video rate: ``values[i]`` belongs to output frame ``i``
+    (the array may be a row or two shorter or longer than the video; backends pad as their model
+    was trained). ``encoder`` names the encoder that made them, so a backend can refuse features
+    of the wrong kind."""
+
+    encoder: str
+    fps: float
+    values: np.ndarray  # (frames, ...) float32
+
+    def __len__(self) -> int:
+        return len(self.values)
