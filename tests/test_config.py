@@ -1,0 +1,92 @@
+"""Every config group option composes with every other and instantiates (Hydra's compose API);
+every backend honours the Generator protocol."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from lipsync.api import compose
+from lipsync.audio.encoder import AudioEncoder
+from lipsync.config import register_all
+from lipsync.errors import ConfigError
+from lipsync.face.detector import FaceDetector
+from lipsync.interp.base import Interpolator
+from lipsync.protocol import Generator, Requirements
+from lipsync.registry import build
+from lipsync.resources import data_dir
+
+register_all()
+
+
+def conf_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (data_dir("conf") / group).glob("*.yaml"))
+
+
+BACKENDS = conf_options("backend")
+DETECTORS = conf_options("face_detector")
+ENCODERS = conf_options("audio_encoder")
+INTERPOLATORS = conf_options("interpolator")
+LAUNCHERS = conf_options("launcher")
+EXPERIMENTS = conf_options("experiment")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_combination_composes(backend):
+    for detector, encoder, interpolator, launcher in itertools.product(DETECTORS, ENCODERS + ["null"], INTERPOLATORS, LAUNCHERS):
+        cfg = compose(backend, [f"face_detector={detector}", f"audio_encoder={encoder}", f"interpolator={interpolator}", f"launcher={launcher}"])
+        assert cfg.backend.name == backend
+        assert cfg.face_detector.name == detector and cfg.interpolator.name == interpolator
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiments_compose(experiment):
+    compose("viseme", [f"experiment={experiment}"])
+
+
+@pytest.mark.parametrize(
+    "group, option, kind",
+    [("backend", b, Generator) for b in BACKENDS]
+    + [("face_detector", d, FaceDetector) for d in DETECTORS]
+    + [("audio_encoder", e, AudioEncoder) for e in ENCODERS]
+    + [("interpolator", i, Interpolator) for i in INTERPOLATORS],
+)
+def test_every_option_instantiates(group, option, kind):
+    cfg = compose("viseme" if group != "backend" else option, [f"{group}={option}"] if group != "backend" else [])
+    component = build(cfg[group], kind)
+    assert isinstance(component, kind)
+    assert component.name == option or group == "backend"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_declares_valid_requirements(backend):
+    cfg = compose(backend)
+    generator = build(cfg.backend, Generator)
+    req = generator.requirements()
+    assert isinstance(req, Requirements)
+    assert req.source in ("image", "video", "any", "none")
+    assert req.fps > 0 and req.chunk_size > 0 and req.sample_rate == 16000
+    if req.audio_encoders:
+        assert cfg.audio_encoder is not None and cfg.audio_encoder.name in req.audio_encoders, (
+            f"{backend}'s default audio_encoder must be one it accepts"
+        )
+        for name in req.audio_encoders:
+            assert name in ENCODERS, f"{backend} accepts audio_encoder {name}, which has no conf file"
+    assert float(cfg.output.fps) / req.fps == round(float(cfg.output.fps) / req.fps)
+
+
+def test_defaults_match_the_documented_ones():
+    cfg = compose("viseme")
+    assert cfg.output.fps == 25.0 and cfg.length.audio_longer.value == "pingpong"
+    assert cfg.face.select.value == "largest" and cfg.device == "auto"
+
+
+def test_unknown_keys_and_bad_values_fail_at_composition():
+    with pytest.raises(ConfigError, match="not in|No key"):
+        compose("viseme", ["output.speed=2"])
+    with pytest.raises(ConfigError):
+        compose("viseme", {"output.fps": "fast"})
+    with pytest.raises(ConfigError, match="between"):
+        compose("viseme", {"face.smoothing": 2.0})
+    with pytest.raises(ConfigError, match="face.point"):
+        compose("viseme", {"face.select": "point"})
