@@ -41,6 +41,7 @@ class Result:
     seconds: float  # wall-clock time of the run
     frames_without_face: int = 0
     warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def realtime_factor(self) -> float:
@@ -116,7 +117,7 @@ class Pipeline:
         self.load()
         req = self.requirements
         try:
-            with reporter.stage("reading audio"):
+            with reporter.stage("reading audio"), reporter.timed("read audio"):
                 sound, rate = decode_audio(audio)
                 speech = to_model_audio(sound, rate, req.sample_rate)
             still, still_face, source = None, None, None
@@ -135,7 +136,7 @@ class Pipeline:
             backend_frames = math.ceil((timeline.num_frames - 1) / self.factor) + 1
             features = None
             if self.encoder is not None:
-                with reporter.stage(f"audio features ({self.cfg.audio_encoder.name})"):
+                with reporter.stage(f"audio features ({self.cfg.audio_encoder.name})"), reporter.timed("audio features"):
                     features = self.encoder.encode(speech, req.sample_rate, text=text)
             job = Job(
                 num_frames=backend_frames,
@@ -152,7 +153,7 @@ class Pipeline:
                 reporter=reporter,
             )
             counter = _FaceCounter()
-            chunks = self._chunks(job, still, still_face, source, counter)
+            chunks = self._chunks(job, still, still_face, source, counter, reporter)
             written = self._write(job, chunks, timeline.num_frames, sound, rate, Path(output), reporter)
         finally:
             reporter.close()
@@ -167,10 +168,12 @@ class Pipeline:
         if counter.missing:
             reporter.warn(f"{counter.missing} of {counter.total} source frames had no face and passed through unchanged")
         result.warnings = list(reporter.warnings)
+        result.timings = _exclusive(reporter.timings)
         reporter.summary(
             output=result.output,
             frames=f"{result.frames} at {result.fps:g} fps ({result.duration:.2f} s)",
             time=f"{result.seconds:.1f} s ({result.realtime_factor:.2f}x real time)",
+            stages=", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items()),
         )
         return result
 
@@ -227,17 +230,21 @@ class Pipeline:
         params["select"] = str(self.cfg.face.select.value)
         return FaceTracker(**params)
 
-    def _chunks(self, job: Job, still, still_face, source: VideoSource | None, counter: "_FaceCounter") -> Iterator[Chunk]:
+    def _chunks(
+        self, job: Job, still, still_face, source: VideoSource | None, counter: "_FaceCounter", reporter: Reporter
+    ) -> Iterator[Chunk]:
         size = int(self.cfg.chunk_size or self.requirements.chunk_size)
         tracker = self._tracker() if source is not None and self.detector is not None else None
         longer = self.cfg.length.audio_longer.value
         for start in range(0, job.num_frames, size):
             count = min(size, job.num_frames - start)
             if source is not None:
-                frames = source.read(source_indices(len(source), start, start + count, longer))
+                with reporter.timed("decode"):
+                    frames = source.read(source_indices(len(source), start, start + count, longer))
                 faces: list[Face | None] = []
                 if tracker is not None:
-                    faces = tracker.update(self.detector.detect_batch(frames))
+                    with reporter.timed("faces"):
+                        faces = tracker.update(self.detector.detect_batch(frames))
                     counter.add(faces)
                 yield Chunk(start, count, frames, faces)
             elif still is not None:
@@ -252,14 +259,16 @@ class Pipeline:
         written = 0
         with VideoWriter(output, float(cfg.fps), sound, rate, crf=int(cfg.crf), preset=str(cfg.preset)) as writer:
             with reporter.stage(f"generating ({self.cfg.backend.name})", total=job.num_frames) as stage:
-                for frames in self.generator.generate(job, chunks):
-                    frames = _check_frames(frames, self.cfg.backend.name)
-                    stage.advance(len(frames))
-                    lifted = self.interpolator.upsample(frames, self.factor, previous)
-                    previous = frames[-1]
-                    lifted = lifted[: total - written]
-                    writer.write(lifted)
-                    written += len(lifted)
+                with reporter.timed("generate"):
+                    for frames in self.generator.generate(job, chunks):
+                        frames = _check_frames(frames, self.cfg.backend.name)
+                        stage.advance(len(frames))
+                        with reporter.timed("interpolate"):
+                            lifted = self.interpolator.upsample(frames, self.factor, previous)[: total - written]
+                        previous = frames[-1]
+                        with reporter.timed("encode"):
+                            writer.write(lifted)
+                        written += len(lifted)
             if written == 0:
                 raise RuntimeError(f"backend {self.cfg.backend.name} produced no frames")
             if written < total:
@@ -267,6 +276,16 @@ class Pipeline:
                 writer.write(np.repeat(previous[None], total - written, axis=0))
                 written = total
         return written
+
+
+def _exclusive(timings: dict[str, float]) -> dict[str, float]:
+    """Per-stage seconds where ``generate`` (measured around the whole pull loop) no longer
+    includes the decoding, face tracking, interpolation and encoding that ran inside it."""
+    out = dict(timings)
+    if "generate" in out:
+        nested = sum(out.get(k, 0.0) for k in ("decode", "faces", "interpolate", "encode"))
+        out["generate"] = max(0.0, out["generate"] - nested)
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 class _FaceCounter:

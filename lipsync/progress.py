@@ -47,6 +47,7 @@ class Reporter:
         self.console = console or Console(stderr=True, highlight=False)
         self.started = time.perf_counter()
         self.warnings: list[str] = []
+        self.timings: dict[str, float] = {}
         self._progress: Progress | None = None
 
     def _bars(self) -> Progress:
@@ -78,6 +79,15 @@ class Reporter:
             task = progress.tasks[task_id]
             if task.total is None:
                 progress.update(task_id, total=task.completed)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Add the time spent inside to ``timings[name]`` (stages that interleave while streaming)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     def info(self, message: str) -> None:
         if not self.quiet:

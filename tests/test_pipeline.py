@@ -157,3 +157,11 @@ def test_failure_midway_leaves_no_partial_output(tmp_path, monkeypatch):
         run(pipe, tmp_path, 1.0)
     assert previous.read_bytes() == b"an earlier result"
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_result_reports_stage_timings(tmp_path):
+    make_video(tmp_path / "src.mp4", frames=30, fps=25)
+    result, _ = run(pipeline(), tmp_path, 1.0, video=tmp_path / "src.mp4")
+    assert {"read audio", "decode", "generate", "encode"} <= set(result.timings)
+    assert sum(result.timings.values()) <= result.seconds + 0.05
+    assert result.realtime_factor > 0
