@@ -165,3 +165,21 @@ def test_result_reports_stage_timings(tmp_path):
     assert {"read audio", "decode", "generate", "encode"} <= set(result.timings)
     assert sum(result.timings.values()) <= result.seconds + 0.05
     assert result.realtime_factor > 0
+
+
+def test_memory_is_bounded_by_the_chunk_not_the_input(tmp_path):
+    """500 frames of 256x256 would hold ~100 MB if kept; streaming keeps a few chunks."""
+    import tracemalloc
+
+    with VideoWriter(tmp_path / "long.mp4", 25, preset="ultrafast") as writer:
+        for start in range(0, 500, 50):
+            writer.write(np.random.default_rng(start).integers(0, 255, (50, 256, 256, 3), dtype=np.uint8))
+    pipe = pipeline(chunk_size=16, **{"output.preset": "ultrafast"})
+    tracemalloc.start()
+    try:
+        result, _ = run(pipe, tmp_path, 20.0, video=tmp_path / "long.mp4")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.frames == 500
+    assert peak < 40 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
