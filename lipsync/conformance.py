@@ -107,7 +107,9 @@ def load_fixture(path: str | Path) -> Fixture:
 
     path = Path(path)
     meta = read_json(path)
-    tensors = load_file(str(path.with_suffix(".safetensors")))
+    # A fixture without tensors keeps its cases in the JSON; its handler reads them from ``meta``.
+    tensor_file = path.with_suffix(".safetensors")
+    tensors = load_file(str(tensor_file)) if tensor_file.is_file() else {}
     fixture = Fixture(path, meta)
     for key, value in tensors.items():
         prefix, _, name = key.partition(".")
