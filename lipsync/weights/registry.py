@@ -11,6 +11,9 @@ One YAML file per group (usually a backend), each entry keyed by a dotted name::
       license: ...
       description: ...
 
+A file published outside the hub (a GitHub release or LFS file, PyTorch's model zoo) adds
+``url:`` (the direct download link); ``repo``/``file`` then only name its place in the cache.
+
 A file lands in ``<cache>/<repo>/<file>``; ``lipsync-weights download <group>`` fetches a group.
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ class WeightSpec:
     sha256: str | None = None
     license: str = "unknown"
     description: str = ""
+    url: str | None = None  # direct link, for files not on the Hugging Face hub
 
     @property
     def group(self) -> str:
@@ -46,7 +50,7 @@ class WeightSpec:
 
     @property
     def source(self) -> str:
-        return f"{self.repo}@{self.revision}:{self.file}"
+        return self.url or f"{self.repo}@{self.revision}:{self.file}"
 
 
 @lru_cache(maxsize=None)

@@ -70,22 +70,25 @@ def missing_error(entries: list[WeightSpec]) -> MissingWeightsError:
 
 
 def download(entry: WeightSpec, force: bool = False) -> Path:
-    """Fetch one file into the cache through huggingface_hub and verify it."""
+    """Fetch one file into the cache (huggingface_hub, or its ``url``) and verify it."""
     target = entry.cache_path
     if target.is_file() and not force:
         verify(entry, target)
         return target
     try:
-        from huggingface_hub import hf_hub_download
+        if entry.url:
+            fetched = _download_url(entry.url, target)
+        else:
+            from huggingface_hub import hf_hub_download
 
-        fetched = Path(
-            hf_hub_download(
-                repo_id=entry.repo,
-                filename=entry.file,
-                revision=entry.revision,
-                local_dir=str(cache_dir() / entry.repo),
+            fetched = Path(
+                hf_hub_download(
+                    repo_id=entry.repo,
+                    filename=entry.file,
+                    revision=entry.revision,
+                    local_dir=str(cache_dir() / entry.repo),
+                )
             )
-        )
     except Exception as err:
         raise MissingWeightsError(
             f"cannot download {entry.source}: {type(err).__name__} (no network? copy the file to {target})"
@@ -93,3 +96,20 @@ def download(entry: WeightSpec, force: bool = False) -> Path:
     verify(entry, fetched)
     return fetched
 
+
+def _download_url(url: str, target: Path) -> Path:
+    """Stream ``url`` to ``target`` through a temporary file (no partial file is ever left)."""
+    import shutil
+    import tempfile
+    import urllib.request
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with open(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        Path(temp).replace(target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return target
