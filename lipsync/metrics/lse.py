@@ -16,6 +16,7 @@ meaningful for face-centred clips.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -85,6 +86,9 @@ def sync_scores(
     median_dist = torch.median(mean_dists)
     framewise = dists[:, min_index].numpy()
     raw = median_dist.numpy() - framewise
+    with warnings.catch_warnings():  # clips shorter than the kernel: zero padded, as upstream
+        warnings.simplefilter("ignore", UserWarning)
+        filtered = medfilt(raw, kernel_size=median_kernel)
     return SyncScores(
         dists=dists.numpy(),
         mean_dists=mean_dists.numpy(),
@@ -95,7 +99,7 @@ def sync_scores(
         confidence=float(median_dist - min_dist),
         framewise_dist=framewise,
         framewise_conf_raw=raw,
-        framewise_conf=medfilt(raw, kernel_size=median_kernel),
+        framewise_conf=filtered,
     )
 
 
@@ -118,17 +122,17 @@ class LseResult:
 
 def smooth_track(boxes: np.ndarray, kernel: int = 13) -> np.ndarray:
     """Per-frame ``(half_side, centre_x, centre_y)`` of ``(n, 4)`` face boxes, each median-filtered
-    over time (upstream's jitter smoothing; zero padded at the ends like scipy's medfilt)."""
-    from scipy.signal import medfilt
+    over ``kernel`` frames (upstream's jitter smoothing). The ends repeat the first/last value where
+    upstream's scipy medfilt pads with zeros: the same in the middle of a track, but a track shorter
+    than half the kernel keeps its size instead of collapsing to zero."""
+    from scipy.ndimage import median_filter
 
     boxes = np.asarray(boxes, dtype=np.float64)
     half = np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2
     centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
     centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
     track = np.stack([half, centre_x, centre_y], axis=1)
-    if kernel > 1:
-        track = np.stack([medfilt(column, kernel_size=kernel) for column in track.T], axis=1)
-    return track
+    return median_filter(track, size=(kernel, 1), mode="nearest") if kernel > 1 else track
 
 
 def crop_face(frame: np.ndarray, half: float, centre_x: float, centre_y: float, crop_scale: float = 0.4, fill: int = 110) -> np.ndarray:
