@@ -246,8 +246,9 @@ def test_frames_at_another_rate_are_resampled_to_25fps():
     assert result.lse_d < 1e-4
 
 
-def test_embeddings_do_not_depend_on_the_batch_size():
-    """Eval-mode BatchNorm: the protocol's batch size of 20 is incidental."""
+def test_embeddings_do_not_depend_on_batching_or_chunking():
+    """Eval-mode BatchNorm: the protocol's batch size of 20 is incidental; crops may come in
+    chunks of any size."""
     torch.manual_seed(1)
     model = SyncNet().eval()
     rng = np.random.default_rng(8)
@@ -255,8 +256,11 @@ def test_embeddings_do_not_depend_on_the_batch_size():
     windows = (rng.standard_normal((4, 1, 13, 20)) * 5).astype(np.float32)
     one = embed_clip(model, crops, windows, batch_size=1)
     all_at_once = embed_clip(model, crops, windows, batch_size=20)
-    for a, b in zip(one, all_at_once):
+    chunked = embed_clip(model, iter([crops[:2], crops[2:7], crops[7:]]), windows, batch_size=3)
+    for a, b, c in zip(one, all_at_once, chunked):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(c, b, atol=1e-4, rtol=1e-4)
+    assert one[0].shape == (4, 1024)
 
 
 def test_bad_requests_are_one_line_errors():

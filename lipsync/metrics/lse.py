@@ -12,14 +12,16 @@ Two cropping protocols, whose numbers are not comparable with each other:
 ``face`` (syncnet_python's run_pipeline and LatentSync): a square of 2.8 face-box half-sides whose
 top edge is the face box's, the mouth in its lower middle, smoothed over time and padded with grey
 110 beyond the frame; ``full`` (Wav2Lip's LRS protocol): the whole frame resized to 224x224, only
-meaningful for face-centred clips.
+meaningful for face-centred clips. A clip is one face track here (the largest face of each frame,
+gaps interpolated), where upstream splits scenes into tracks of at least 100 frames and averages
+them; for the single-speaker, single-shot clips lip-sync models are compared on, the two agree.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ CROP_MODES = ("face", "full")
 VSHIFT = 15
 MEDIAN_KERNEL = 9
 _READ_CHUNK = 64  # frames decoded at a time
+DETECT_MAX_SIDE = 640  # talking-head faces are large: detection needs no more pixels
 
 
 class SyncModel(Protocol):
@@ -171,7 +174,7 @@ def fill_missing_boxes(boxes: Sequence[np.ndarray | None]) -> np.ndarray:
     nearest detections (held at the ends). InputError when there is no detection at all."""
     found = np.array([b is not None for b in boxes])
     if not found.any():
-        raise InputError("no face found in any frame; use --crop full for face-centred clips")
+        raise InputError("no face found in any frame (whole-frame scoring, crop 'full', suits face-centred clips)")
     known = np.flatnonzero(found)
     values = np.stack([np.asarray(boxes[i], dtype=np.float64) for i in known])
     frames = np.arange(len(boxes))
@@ -232,27 +235,32 @@ def _clip_audio(audio, frames: _Frames, sample_rate: int) -> np.ndarray:
 
 
 def _detect_boxes(frames: _Frames, detector) -> list[np.ndarray | None]:
+    """The largest face's box in each frame (the speaker, in the clips these metrics are for),
+    found on frames scaled down to ``DETECT_MAX_SIDE`` (upstream detects at a quarter size)."""
+    import cv2
+
     boxes: list[np.ndarray | None] = []
     for chunk in frames.chunks():
+        scale = min(1.0, DETECT_MAX_SIDE / max(chunk.shape[1:3]))
+        if scale < 1.0:
+            size = (round(chunk.shape[2] * scale), round(chunk.shape[1] * scale))
+            chunk = np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_AREA) for frame in chunk])
         for faces in detector.detect_batch(chunk):
-            # The largest face: the speaker in the clips these metrics are meant for.
-            boxes.append(max(faces, key=lambda f: f.area).box if faces else None)
+            boxes.append(max(faces, key=lambda f: f.area).box / scale if faces else None)
     return boxes
 
 
-def _crops(frames: _Frames, crop: str, boxes: np.ndarray | None, crop_scale: float) -> np.ndarray:
-    """``(n, 224, 224, 3)`` BGR uint8 crops (SyncNet was trained on cv2's channel order)."""
+def _crop_chunks(frames: _Frames, boxes: np.ndarray | None, crop_scale: float) -> Iterator[np.ndarray]:
+    """``(n, 224, 224, 3)`` BGR uint8 crops, chunk by chunk (SyncNet was trained on cv2's channel
+    order): around the smoothed face track, or whole frames when ``boxes`` is None."""
     track = smooth_track(boxes) if boxes is not None else None
-    out = np.empty((len(frames), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     index = 0
     for chunk in frames.chunks():
-        for frame in chunk:
-            if track is None:
-                out[index] = resize_full(frame)[..., ::-1]
-            else:
-                out[index] = crop_face(frame, *track[index], crop_scale=crop_scale)[..., ::-1]
-            index += 1
-    return out
+        out = np.empty((len(chunk), CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        for k, frame in enumerate(chunk):
+            out[k] = (resize_full(frame) if track is None else crop_face(frame, *track[index + k], crop_scale=crop_scale))[..., ::-1]
+        index += len(chunk)
+        yield out
 
 
 def _default_detector():
@@ -281,22 +289,37 @@ def default_device() -> str:
 @torch.no_grad()
 def embed_clip(
     model: SyncModel,
-    crops: np.ndarray,
+    crops: np.ndarray | Iterable[np.ndarray],
     audio_windows: np.ndarray,
     batch_size: int = 20,
     device: str | torch.device = "cpu",
     window_frames: int = 5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Video and audio embeddings of every window: lip window ``v`` is crops ``v .. v+4`` as
-    ``(3, 5, 224, 224)`` raw 0..255 floats, audio window ``v`` is ``audio_windows[v]``."""
+    ``(3, 5, 224, 224)`` raw 0..255 floats, audio window ``v`` is ``audio_windows[v]``.
+
+    ``crops``: ``(n, 224, 224, 3)`` uint8, or consecutive chunks of it (only a batch of windows
+    is held at a time, whatever the clip's length).
+    """
     count = len(audio_windows)
     video_out, audio_out = [], []
-    for start in range(0, count, batch_size):
-        stop = min(count, start + batch_size)
-        clip = torch.from_numpy(crops[start : stop + window_frames - 1]).to(device).float().permute(3, 0, 1, 2)
-        lips = clip.unfold(1, window_frames, 1).permute(1, 0, 4, 2, 3)  # (n, 3, 5, H, W)
-        video_out.append(model.embed_lips(lips.contiguous()).float().cpu())
-        audio_out.append(model.embed_audio(torch.from_numpy(audio_windows[start:stop]).to(device)).float().cpu())
+    pending = np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.uint8)  # crops from frame ``done`` on
+    done = 0
+    for chunk in [crops] if isinstance(crops, np.ndarray) else crops:
+        pending = np.concatenate([pending, chunk])
+        while done < count and len(pending) >= min(batch_size, count - done) + window_frames - 1:
+            size = min(batch_size, count - done)
+            clip = torch.from_numpy(pending[: size + window_frames - 1]).to(device).float().permute(3, 0, 1, 2)
+            lips = clip.unfold(1, window_frames, 1).permute(1, 0, 4, 2, 3)  # (size, 3, 5, H, W)
+            video_out.append(model.embed_lips(lips.contiguous()).float().cpu())
+            sounds = torch.from_numpy(np.ascontiguousarray(audio_windows[done : done + size])).to(device)
+            audio_out.append(model.embed_audio(sounds).float().cpu())
+            pending = pending[size:]
+            done += size
+        if done == count:
+            break  # frames past the end of the sound are never scored
+    if done < count:
+        raise ValueError(f"{count} windows need {count + window_frames - 1} crops, got fewer")
     return torch.cat(video_out), torch.cat(audio_out)
 
 
@@ -352,7 +375,7 @@ def lse_scores(
             boxes = fill_missing_boxes(found)
         elif len(boxes) != len(frames):
             raise InputError(f"{len(boxes)} face boxes for {len(frames)} frames at {FPS} fps")
-    crops = _crops(frames, crop, boxes if crop == "face" else None, crop_scale)
+    crops = _crop_chunks(frames, boxes if crop == "face" else None, crop_scale)
     windows = mfcc_windows(speech_mfcc(wave, SAMPLE_RATE, config), count, config)
     video_emb, audio_emb = embed_clip(model, crops, windows, batch_size, device, config.window_video_frames)
     scores = sync_scores(video_emb, audio_emb, vshift)
