@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="face: crops around the detected face (syncnet_python / LatentSync protocol); "
                         "full: whole frames resized (Wav2Lip's LRS protocol, face-centred clips only)")
     parser.add_argument("--weights", type=Path, help="a local syncnet_v2.model instead of the registered download")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default="auto", help="torch device, or auto: cuda if available, else cpu")
     parser.add_argument("--batch-size", type=int, default=20, help="windows per network batch (default 20)")
     parser.add_argument("--vshift", type=int, default=15, help="largest AV shift searched, in frames (default 15)")
     parser.add_argument("--json", type=Path, help="also write the scores to this JSON file")
@@ -74,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"audio file not found: {args.audio} (check --audio)")
     weight_path = weights.require([CHECKPOINT], {CHECKPOINT: args.weights})[CHECKPOINT]
 
-    from lipsync.metrics.lse import default_device
-    from lipsync.metrics.syncnet import load_syncnet
-    from lipsync.progress import Reporter
     from rich.console import Console
 
-    device = args.device or default_device()
+    from lipsync.metrics.syncnet import load_syncnet
+    from lipsync.pipeline import resolve_device
+    from lipsync.progress import Reporter
+
+    device = resolve_device(args.device)
     model = load_syncnet(weight_path, device)
     detector = None
     if args.crop == "face":

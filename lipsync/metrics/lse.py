@@ -279,10 +279,6 @@ def _default_model(weights: str | Path | None, device: str) -> SyncModel:
     return load_syncnet(path, device)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # ---------------------------------------------------------------------------------- scoring
 
 
@@ -337,7 +333,7 @@ def lse_scores(
     sample_rate: int = SAMPLE_RATE,
     vshift: int = VSHIFT,
     batch_size: int = 20,
-    device: str | None = None,
+    device: str = "auto",
 ) -> LseResult:
     """LSE-D / LSE-C / AV offset of one clip.
 
@@ -353,7 +349,9 @@ def lse_scores(
         raise ConfigError(f"crop must be one of {CROP_MODES}, got {crop!r}")
     if batch_size < 1 or vshift < 0:
         raise ConfigError(f"batch_size must be >= 1 and vshift >= 0, got {batch_size} and {vshift}")
-    device = device or default_device()
+    from lipsync.pipeline import resolve_device
+
+    device = resolve_device(device)
     frames = _Frames(video, fps)
     wave = _clip_audio(audio, frames, sample_rate)
     config = MfccConfig()
