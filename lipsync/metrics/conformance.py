@@ -1,6 +1,8 @@
 """Conformance handlers of the lip-sync metrics (fixtures in shared/conformance/eval)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -13,8 +15,13 @@ from lipsync.weights import load_into, manifest_problems
 
 @manifest("syncnet.joonson")
 def syncnet_layout(m: dict) -> list[str]:
+    config = SyncNetConfig.from_fixture(m["config"])
+    if "mid_channels" not in m["config"] and "netfclip.0.weight" in m["keys"]:
+        # Not a constructor argument upstream (512 in syncnet_v2, 2048 in the older syncnetl2):
+        # the layout itself says which file it describes.
+        config = replace(config, mid_channels=int(m["keys"]["netfclip.0.weight"][0]))
     with torch.device("meta"):
-        model = SyncNet(SyncNetConfig.from_fixture(m["config"]))
+        model = SyncNet(config)
     return manifest_problems(model, m, remap=published_remap)
 
 
