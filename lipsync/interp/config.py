@@ -1,5 +1,6 @@
 """Schemas of the ``interpolator`` group options that live in the core."""
 from dataclasses import dataclass
+from typing import Optional
 
 from lipsync.config import InterpolatorConfig, register_schema
 
@@ -18,3 +19,19 @@ class LinearInterpolatorConfig(InterpolatorConfig):
 
 register_schema("interpolator", "none", NoInterpolatorConfig)
 register_schema("interpolator", "linear", LinearInterpolatorConfig)
+
+
+@dataclass
+class RifeInterpolatorConfig(InterpolatorConfig):
+    _target_: str = "lipsync.interp.rife.RifeInterpolator"
+    name: str = "rife"
+    checkpoint: Optional[str] = None  # a local flownet.pkl instead of the registry's rife.flownet
+    batch_size: int = 4  # frame pairs per network call
+    half: bool = True  # float16 on CUDA
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 256:
+            raise ValueError(f"interpolator.batch_size must be between 1 and 256, got {self.batch_size}")
+
+
+register_schema("interpolator", "rife", RifeInterpolatorConfig)
