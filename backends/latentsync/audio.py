@@ -1,0 +1,38 @@
+"""The audio context of each video frame: a window of Whisper encoder states (upstream
+``Audio2Feature.get_sliced_feature``).
+
+Frame ``i`` at ``fps`` sits at state ``c = int(i * 50 / fps)``; its window is the states
+``c - 2*left .. c + 2*right + 1`` (clamped to the clip), every layer's state of each, flattened
+to ``(window * layers, d)`` tokens: 10 x 5 = 50 tokens of 384 for whisper-tiny and ``[2, 2]``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lipsync.audio.whisper import STATE_RATE
+
+
+def window_indices(frames: Sequence[int] | np.ndarray, length: int, fps: float = 25.0,
+                   context: Sequence[int] = (2, 2)) -> np.ndarray:
+    """``(n, 2 * (left + right + 1))`` int64 state indices of each frame's window."""
+    frames = np.asarray(frames, dtype=np.int64)
+    centers = np.array([int(i * STATE_RATE / fps) for i in frames], dtype=np.int64)
+    offsets = np.arange(-2 * context[0], 2 * (context[1] + 1), dtype=np.int64)
+    return np.clip(centers[:, None] + offsets[None, :], 0, length - 1)
+
+
+def frame_windows(states, frames: Sequence[int] | np.ndarray, fps: float = 25.0,
+                  context: Sequence[int] = (2, 2)) -> torch.Tensor:
+    """``(n, window * layers, d)`` audio tokens for video ``frames``.
+
+    ``states``: ``(T, layers, d)`` at 50 per second, a tensor or anything sliceable like one
+    (``lipsync.audio.whisper.WhisperStates`` computes only the slice asked for).
+    """
+    indices = window_indices(frames, len(states), fps, context)
+    lo, hi = int(indices.min()), int(indices.max()) + 1
+    block = states[lo:hi]
+    gathered = block[torch.from_numpy(indices - lo)]  # (n, window, layers, d)
+    return gathered.flatten(1, 2)
