@@ -117,6 +117,8 @@ def _literal(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_literal(v)}" for key, v in value.items()) + "}"
     if isinstance(value, (int, float)):
         return repr(value)
     text = str(value)

@@ -1,0 +1,252 @@
+"""``backend=sonic``: a portrait and speech -> talking video (jixiaozhong/Sonic, CVPR 2025).
+
+Per run: the face is framed (square crop around it, shorter side scaled to ``min_resolution``
+and both sides rounded to 64), the portrait is encoded once by the VAE and by CLIP, whisper-tiny's
+states give every 12.5 fps frame its audio tokens and motion buckets, and the shifted-window
+sampler denoises all frames' latents together (``sampler.py``). The VAE then decodes the latents
+``decode_chunk_size`` frames at a time as the core asks for chunks, so only latents (about 64 kB
+per frame at 512 px) are held for the whole clip, never its pixels; the interpolator lifts
+12.5 fps to the output rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from backends.sonic import crop
+from backends.sonic.audio import BUCKET_WINDOW, TOKEN_WINDOW, STATES_PER_UNIT, audio_units, bucket_values, frame_windows
+from backends.sonic.config import CHECKPOINTS
+from backends.sonic.models import load_audio2bucket, load_audio2token, load_image_encoder, load_unet, load_vae
+from backends.sonic.sampler import VAE_SCALE, SamplerSettings, SamplingInputs, WindowPlan, chunks, make_scheduler, sample
+from lipsync.errors import ConfigError, InputError
+from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
+from lipsync.weights import require
+
+FPS = 12.5  # Sonic generates every other 25 fps frame (``step: 2``)
+# CLIP's preprocessing constants (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class Framing:
+    """Where the animated picture comes from and at what size it is generated.
+
+    box: the region of the photo that is animated (the face crop, or the whole photo).
+    size: ``(W, H)`` generation size. reference: the region resized to ``size``.
+    mask: ``(H, W)`` float32 face mask at ``size`` (where the audio adapter acts).
+    """
+
+    box: crop.Box
+    size: tuple[int, int]
+    reference: np.ndarray
+    mask: np.ndarray
+
+
+class SonicGenerator(Generator):
+    name: ClassVar[str] = "sonic"
+
+    def __init__(
+        self,
+        steps: int = 25,
+        audio_guidance: float = 7.5,
+        image_guidance: float = 2.0,
+        dynamic_scale: float = 1.0,
+        min_resolution: int = 512,
+        crop: bool = True,
+        expand_ratio: float = 0.5,
+        keep_resolution: bool = False,
+        max_upscale: float = 4.0,
+        face_area: float = 1.1,
+        frames_per_batch: int = 25,
+        overlap: int = 0,
+        shift_offset: int = 7,
+        decode_chunk_size: int = 8,
+        audio_adapter_scale: float = 1.0,
+        half: bool = True,
+        checkpoints: Mapping[str, str | None] | None = None,
+        unet_config: Mapping[str, Any] | None = None,
+        vae_config: Mapping[str, Any] | None = None,
+        image_encoder_config: Mapping[str, Any] | None = None,
+        audio2token_config: Mapping[str, Any] | None = None,
+        audio2bucket_config: Mapping[str, Any] | None = None,
+    ):
+        self.settings = SamplerSettings(
+            steps=steps,
+            frames_per_batch=frames_per_batch,
+            overlap=overlap,
+            shift_offset=shift_offset,
+            fps=FPS,
+            image_guidance=(image_guidance, image_guidance),
+            audio_guidance=(audio_guidance, audio_guidance),
+        )
+        self.dynamic_scale = dynamic_scale
+        self.min_resolution = min_resolution
+        self.crop = crop
+        self.expand_ratio = expand_ratio
+        self.keep_resolution = keep_resolution
+        self.max_upscale = max_upscale
+        self.face_area = face_area
+        self.decode_chunk_size = decode_chunk_size
+        self.audio_adapter_scale = audio_adapter_scale
+        self.half = half
+        self.overrides = {f"sonic.{k}": v for k, v in (checkpoints or {}).items() if v}
+        self.configs = {"unet": unet_config, "vae": vae_config, "image_encoder": image_encoder_config,
+                        "audio2token": audio2token_config, "audio2bucket": audio2bucket_config}
+        self.device = "cpu"
+        self.dtype = torch.float32
+
+    def requirements(self) -> Requirements:
+        return Requirements(
+            source="image",
+            fps=FPS,
+            sample_rate=16000,
+            audio_encoders=("whisper",),
+            needs_face=True,
+            resolution=self.min_resolution,
+            chunk_size=self.decode_chunk_size,
+        )
+
+    def check_weights(self) -> None:
+        require([f"sonic.{name}" for name in CHECKPOINTS], self.overrides)
+
+    def load(self, device: str) -> None:
+        paths = require([f"sonic.{name}" for name in CHECKPOINTS], self.overrides)
+        self.device = device
+        self.dtype = torch.float16 if self.half and str(device).startswith("cuda") else torch.float32
+        cfg, dtype = self.configs, self.dtype
+        self.unet = load_unet(paths["sonic.unet"], cfg["unet"], self.audio_adapter_scale, dtype).to(device)
+        self.vae = load_vae(paths["sonic.vae"], cfg["vae"], dtype).to(device)
+        self.image_encoder = load_image_encoder(paths["sonic.image_encoder"], cfg["image_encoder"], dtype).to(device)
+        self.audio2token = load_audio2token(paths["sonic.audio2token"], cfg["audio2token"]).to(device)
+        self.audio2bucket = load_audio2bucket(paths["sonic.audio2bucket"], cfg["audio2bucket"]).to(device)
+
+    # -- framing -----------------------------------------------------------------------------
+
+    def frame(self, image: np.ndarray, face: Face) -> Framing:
+        """Crop, working size, reference picture and face mask for ``image`` with ``face``."""
+        height, width = image.shape[:2]
+        if self.crop:
+            box = crop.clip_box(crop.crop_box(face.box, self.expand_ratio, width, height), width, height)
+        else:
+            box = (0, 0, width, height)
+        x0, y0, x1, y1 = box
+        region = image[y0:y1, x0:x1]
+        rw, rh = x1 - x0, y1 - y0
+        if min(rw, rh) * self.max_upscale < self.min_resolution:
+            what = "face crop" if self.crop else "image"
+            raise InputError(
+                f"the {what} is only {rw}x{rh} px and Sonic generates at {self.min_resolution} px "
+                f"(more than {self.max_upscale:g}x larger): give a larger photo or a closer face, "
+                f"or lower backend.min_resolution"
+            )
+        size = crop.working_size(rw, rh, self.min_resolution)
+        face_in_region = crop.shift_box(face.box, box)
+        rect = crop.face_mask_rect(face_in_region, rw, rh, self.face_area)
+        return Framing(box, size, crop.resize(np.ascontiguousarray(region), size), crop.face_mask(rect, rw, rh, size))
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, job: Job, chunks_in: Iterable[Chunk]) -> Iterator[np.ndarray]:
+        if job.image is None or job.face is None:
+            raise InputError("Sonic animates a portrait: give input.image=PHOTO with a visible face")
+        needed = self.settings.frames_per_batch
+        if job.num_frames < needed:
+            raise InputError(
+                f"the audio lasts {job.num_frames / FPS:.2f} s but Sonic generates in windows of {needed / FPS:.1f} s "
+                f"({needed} frames at {FPS:g} fps): give at least {needed / FPS:.1f} s of speech"
+            )
+        framing = self.frame(job.image, job.face)
+        with torch.no_grad():
+            latents = self._denoise(job, framing)
+            decoded = self._decode(latents)
+            paste = crop.PasteBack(job.image, framing.box) if self.keep_resolution else None
+            pending = np.zeros((0, framing.size[1], framing.size[0], 3), np.uint8)
+            for chunk in chunks_in:
+                while len(pending) < len(chunk):
+                    pending = np.concatenate([pending, next(decoded)])
+                out, pending = pending[: len(chunk)], pending[len(chunk):]
+                yield paste(out) if paste is not None else out
+
+    def _denoise(self, job: Job, framing: Framing) -> torch.Tensor:
+        device, dtype = self.device, self.dtype
+        width, height = framing.size
+        picture = torch.from_numpy(framing.reference).to(device).permute(2, 0, 1)[None].float() / 255.0
+        latent = self.vae.encode((picture * 2 - 1).to(dtype)).latent_dist
+        image_latents = latent.mode().float()
+        clip_embeds = self.image_encoder(self._clip_pixels(framing.reference)).image_embeds.float()
+
+        states = whisper_states(job.features)
+        valid = STATES_PER_UNIT * audio_units(len(job.audio))
+        buckets = self._motion_buckets(states, clip_embeds, job.num_frames, valid)
+        silence = torch.zeros((1, 1, TOKEN_WINDOW.width) + tuple(states.shape[1:]), device=device)
+        uncond = self.audio2token(silence)[0, 0]  # not zeros: biases and LayerNorm
+
+        def audio_tokens(frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+            windows = frame_windows(states, frames, TOKEN_WINDOW, valid).to(device)
+            return self.audio2token(windows[None])[0], uncond.expand(len(frames), -1, -1)
+
+        noise = torch.randn((1, job.num_frames, 4, height // 8, width // 8),
+                            generator=torch.Generator().manual_seed(int(job.seed)))
+        mask = torch.from_numpy(framing.mask)[None, None]
+        inputs = SamplingInputs(
+            ref_latents=latent.mean.float() * VAE_SCALE,
+            image_latents=image_latents,
+            clip_embeds=clip_embeds,
+            audio_tokens=audio_tokens,
+            motion_buckets=buckets,
+            mask=mask.to(device),
+            noise=noise.to(device),
+        )
+        windows = len(WindowPlan(job.num_frames, self.settings.frames_per_batch, self.settings.overlap).windows(0))
+        reporter = job.reporter
+        if reporter is None:
+            return sample(self.unet, make_scheduler(), inputs, self.settings)
+        with reporter.stage(f"sonic: denoising {job.num_frames} frames", total=self.settings.steps * windows) as stage:
+            return sample(self.unet, make_scheduler(), inputs, self.settings, on_window=lambda s, w: stage.advance())
+
+    def _clip_pixels(self, reference: np.ndarray) -> torch.Tensor:
+        """CLIP input: the picture squashed to the encoder's square size (Lanczos), normalised."""
+        side = self.image_encoder.config.image_size
+        square = torch.from_numpy(crop.resize(reference, (side, side))).permute(2, 0, 1).float() / 255.0
+        mean = torch.tensor(CLIP_MEAN)[:, None, None]
+        std = torch.tensor(CLIP_STD)[:, None, None]
+        return ((square - mean) / std)[None].to(self.device, self.dtype)
+
+    def _motion_buckets(self, states: torch.Tensor, clip_embeds: torch.Tensor, num_frames: int, valid: int) -> torch.Tensor:
+        """``(N, 2)`` motion-bucket ids per frame from the last whisper state and the portrait."""
+        last = states[:, -1:]
+        out = []
+        for frames in chunks(num_frames, 256):
+            windows = frame_windows(last, frames, BUCKET_WINDOW, valid).to(self.device)
+            raw = self.audio2bucket(windows[None], clip_embeds.expand(len(frames), -1))
+            out.append(raw[0].reshape(len(frames), -1))
+        return bucket_values(torch.cat(out), self.dynamic_scale)
+
+    def _decode(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
+        """uint8 frames, ``decode_chunk_size`` at a time (the temporal VAE mixes frames within a
+        chunk, so chunks start at frame 0 as upstream's do)."""
+        scale = self.vae.config.scaling_factor
+        for frames in chunks(latents.shape[1], self.decode_chunk_size):
+            z = latents[0, frames.start:frames.stop].to(self.dtype) / scale
+            pixels = self.vae.decode(z, num_frames=len(frames)).sample.float()
+            # upstream maps [-1, 1] to [0, 1] and truncates *255 to uint8
+            pixels = (pixels * 0.5 + 0.5).clamp(0, 1) * 255
+            yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def whisper_states(features: Any) -> torch.Tensor:
+    """Whisper-tiny states ``(T, 5, 384)`` at 50 per second from the audio encoder's output: the
+    input of the first block and each block's output, the last after the final LayerNorm (as
+    transformers' ``hidden_states``, which Sonic was trained on, whatever ``final_norm`` the
+    encoder was configured with)."""
+    from lipsync.audio.whisper import WhisperStates
+
+    if not isinstance(features, WhisperStates):
+        raise ConfigError("backend sonic needs whisper encoder states: set audio_encoder=whisper")
+    if not features.final_norm:
+        features = WhisperStates(features.net, features.audio, segments=features.segments, final_norm=True)
+    return features[0:len(features)]

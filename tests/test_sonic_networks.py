@@ -1,0 +1,117 @@
+"""Sonic's networks and loaders: published layouts load strictly (full size, on the meta device),
+checkpoint files round-trip through the real loaders, and the pieces the fixtures do not cover."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backends.sonic import crop, models
+from backends.sonic.audio import TOKEN_WINDOW, WindowSpec, frame_windows
+from backends.sonic.sampler import SVD_XT_SCHEDULER, WindowPlan
+from backends.sonic.unet import build_unet
+from lipsync.conformance import read_json
+from lipsync.errors import WeightsError
+from lipsync.weights import load_into, meta_state_dict
+from tests import sonic_tiny
+from tests.conftest import conformance_dir
+
+
+@pytest.fixture(scope="module")
+def unet_manifest():
+    return read_json(conformance_dir() / "sonic" / "manifest_unet.json")
+
+
+def test_full_unet_loads_the_published_layout_strictly(unet_manifest):
+    assert unet_manifest["config"]["unet"] == models.SVD_XT_UNET
+    unet = build_unet(models.SVD_XT_UNET, device="meta")
+    load_into(unet, meta_state_dict(unet_manifest["keys"]), source="unet.pth")
+    assert sum(p.numel() for p in unet.parameters()) == unet_manifest["num_params"] == 1_575_741_162
+    assert all(p.is_meta for p in unet.parameters())
+
+
+def test_unet_without_an_audio_adapter_key_is_refused(unet_manifest):
+    keys = dict(unet_manifest["keys"])
+    dropped = "mid_block.attentions.0.temporal_transformer_blocks.0.attn2.processor.to_v_ip.0.weight"
+    del keys[dropped]
+    with pytest.raises(WeightsError, match=f"missing {dropped}"):
+        load_into(build_unet(models.SVD_XT_UNET, device="meta"), meta_state_dict(keys), source="unet.pth")
+
+
+@pytest.mark.parametrize("name, builder, args", [
+    ("manifest_audio2token.json", models.AudioToTokens, models.AUDIO2TOKEN),
+    ("manifest_audio2bucket.json", models.AudioToBucket, models.AUDIO2BUCKET),
+])
+def test_audio_heads_load_the_published_layout(conformance, name, builder, args):
+    manifest = read_json(conformance / "sonic" / name)
+    assert manifest["config"]["constructor_args"] == args
+    with torch.device("meta"):
+        module = builder(**args)
+    load_into(module, meta_state_dict(manifest["keys"]))
+    assert sum(p.numel() for p in module.parameters()) == manifest["num_params"]
+
+
+def test_scheduler_is_svd_xt(conformance):
+    published = read_json(conformance / "sonic" / "parity_sampler_schedule.json")["config"]["scheduler_config"]
+    assert {k: published[k] for k in SVD_XT_SCHEDULER} == SVD_XT_SCHEDULER
+
+
+def test_adapter_projections_start_as_the_layer_projections():
+    unet = build_unet(sonic_tiny.UNET)
+    attention = unet.get_submodule("down_blocks.0.attentions.0.temporal_transformer_blocks.0.attn2")
+    assert torch.equal(attention.processor.to_k_ip[0].weight, attention.to_k.weight)
+    assert attention.processor.temporal
+    assert not unet.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2").processor.temporal
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    return sonic_tiny.save_checkpoints(tmp_path_factory.mktemp("sonic-tiny"))
+
+
+def test_loaders_round_trip_checkpoint_files(tiny_files):
+    torch.manual_seed(0)
+    reference = build_unet(sonic_tiny.UNET)  # the same seed as save_checkpoints: same weights
+    loaded = models.load_unet(tiny_files["unet"], sonic_tiny.UNET)
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), loaded.state_dict().values()))
+    encoder = models.load_image_encoder(tiny_files["image_encoder"], sonic_tiny.IMAGE_ENCODER)
+    embeds = encoder(torch.zeros(1, 3, 32, 32)).image_embeds  # position ids are real, not meta
+    assert embeds.shape == (1, 32)
+    vae = models.load_vae(tiny_files["vae"], sonic_tiny.VAE)
+    latent = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
+    assert vae.decode(latent, num_frames=1).sample.shape == (1, 3, 64, 64)
+    with pytest.raises(WeightsError, match="does not fit"):
+        models.load_audio2token(tiny_files["audio2bucket"], sonic_tiny.AUDIO2TOKEN)
+
+
+def test_clip_remap_drops_the_legacy_position_ids():
+    state = {"vision_model.embeddings.position_ids": 0, "vision_model.embeddings.class_embedding": 1}
+    assert models.clip_remap(state) == {"vision_model.embeddings.class_embedding": 1}
+
+
+def test_windows_are_zero_outside_the_audio():
+    states = torch.arange(1, 21, dtype=torch.float32)[:, None]  # 20 states, value = index + 1
+    windows = frame_windows(states, [0, 4], WindowSpec(width=10, lead=4), valid=18)
+    assert windows[0, :4].eq(0).all() and windows[0, 4:, 0].tolist() == [1, 2, 3, 4, 5, 6]
+    assert windows[1, :, 0].tolist() == [13, 14, 15, 16, 17, 18, 0, 0, 0, 0]  # states 18, 19 are past `valid`
+    assert frame_windows(states, range(3), TOKEN_WINDOW, valid=20).shape == (3, 10, 1)
+
+
+def test_window_plan_shorter_clip_wraps():
+    plan = WindowPlan(num_frames=10, frames_per_batch=25, shift_offset=7)
+    (window,) = plan.windows(1)
+    assert window[:3] == [3, 4, 5] and len(window) == 25
+
+
+def test_paste_back_keeps_the_photo_outside_and_the_crop_inside():
+    photo = np.full((100, 120, 3), 10, np.uint8)
+    paste = crop.PasteBack(photo, (20, 0, 80, 60), feather=0.1)
+    out = paste(np.full((2, 32, 32, 3), 200, np.uint8))
+    assert out.shape == (2, 100, 120, 3)
+    assert (out[:, 70:] == 10).all() and (out[:, :, :15] == 10).all()
+    assert (out[:, 5:50, 30:70] == 200).all()  # interior (the top edge touches the border: no ramp)
+    assert 10 < out[0, 30, 21, 0] < 200  # feathered seam
+
+
+def test_shift_box_clips_to_the_crop():
+    assert crop.shift_box((5, 10, 50, 70), (10, 20, 40, 60)) == (0, 0, 30, 40)
