@@ -143,3 +143,20 @@ def test_length_policies():
     assert longer.num_frames == 50
     assert fit_audio(np.ones(5), 8).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
     assert fit_audio(np.ones((5, 2)), 3).shape == (3, 2)
+
+
+def test_random_access_matches_sequential_reading(tmp_path):
+    """Backward jumps (ping-pong) and far skips seek; the frames must be the same ones."""
+    out = tmp_path / "gop.mp4"
+    with VideoWriter(out, 25) as writer:
+        for i in range(120):
+            frame = np.zeros((1, 36, 48, 3), np.uint8)  # a size some readers mis-handle
+            frame[0, :, :, 1] = (i * 2) % 250
+            frame[0, :, :, 2] = (i // 125) * 100
+            writer.write(frame)
+    source = VideoSource(out, 25)
+    sequential = source.read(np.arange(120))
+    for order in (np.arange(119, -1, -1), np.array([5, 100, 3, 60, 61, 62, 0, 119]), np.array([7, 7, 7, 8])):
+        again = VideoSource(out, 25).read(order)
+        assert np.array_equal(again, sequential[order])
+    assert np.array_equal(source.read(np.arange(110, 120)), sequential[110:])

@@ -1,6 +1,6 @@
 """Video and still-image input.
 
-A video is opened for random access (decord) so that frames can be read chunk by chunk in any
+A video is opened for random access (PyAV) so that frames can be read chunk by chunk in any
 order the length policy asks for (ping-pong reads backwards) without holding the video in memory.
 Frame-rate conversion is an index map from output frames to source frames, built from the
 source's own timestamps, so variable-frame-rate files convert correctly.
@@ -63,49 +63,29 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Size, rate, length and rotation of a video; InputError if it is not a readable video."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"video file not found: {path} (check input.video)")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise InputError(f"{path} is a still image; pass it as input.image=..., not input.video")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} has no video stream (give a video with input.video)")
-            stream = container.streams.video[0]
-            rotation = _rotation(container, stream)
-            width, height = stream.codec_context.width, stream.codec_context.height
-    except InputError:
-        raise
-    except Exception as err:
-        raise InputError(f"cannot read video {path}: {first_line(err)}") from None
-    reader = _open_decord(path)
-    num_frames = len(reader)
-    if num_frames == 0:
-        raise InputError(f"video {path} has no frames")
-    times = reader.get_frame_timestamp([0, num_frames - 1])
-    fps = float(reader.get_avg_fps()) or 25.0
-    duration = max(float(times[-1][1]), num_frames / fps)
-    if rotation in (90, 270):
-        width, height = height, width
-    return VideoInfo(path, width, height, fps, num_frames, duration, rotation)
+    return _Index.build(Path(path)).info
 
 
 class VideoSource:
     """Random access to a video's frames, resampled to ``fps``.
 
     ``len(source)`` is the frame count at the target rate; ``read(indices)`` returns those frames
-    as RGB uint8 ``(n, H, W, 3)``, upright.
+    as RGB uint8 ``(n, H, W, 3)``, upright. Reads that move forward decode on from where the last
+    one stopped; a jump backwards (ping-pong) or far ahead seeks to the nearest keyframe first.
+    Only the frames asked for are ever held.
     """
 
+    # Decoding on is cheaper than seeking when the next wanted frame is at most this far ahead.
+    _FORWARD_LIMIT = 48
+
     def __init__(self, path: str | Path, fps: float):
-        self.info = probe_video(path)
+        self._index = _Index.build(Path(path))
+        self.info = self._index.info
         self.fps = float(fps)
-        self._reader = _open_decord(self.info.path)
-        starts = self._reader.get_frame_timestamp(range(self.info.num_frames))[:, 0]
-        self._map = resample_index(starts, self.info.duration, self.fps)
+        self._map = resample_index(self._index.times, self.info.duration, self.fps)
+        self._container = None
+        self._frames = None  # the decoding iterator
+        self._next = 0  # index of the frame the iterator yields next (-1: unknown, after a seek)
 
     def __len__(self) -> int:
         return len(self._map)
@@ -114,13 +94,112 @@ class VideoSource:
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
+        wanted = self._map[indices]
         try:
-            frames = self._reader.get_batch(self._map[indices].tolist()).asnumpy()
+            decoded = self._decode(np.unique(wanted))
+        except InputError:
+            raise
         except Exception as err:
             raise InputError(f"video {self.info.path} is corrupt: {first_line(err)}") from None
+        return np.stack([decoded[i] for i in wanted])
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = self._frames = None
+
+    def _decode(self, wanted: np.ndarray) -> dict[int, np.ndarray]:
+        """Decode the source frames ``wanted`` (sorted, unique source indices)."""
+        first, last = int(wanted[0]), int(wanted[-1])
+        if self._frames is None or not 0 <= first - self._next <= self._FORWARD_LIMIT:
+            self._seek(first)
+        out: dict[int, np.ndarray] = {}
+        needed = set(wanted.tolist())
+        for frame in self._frames:
+            index = self._index.position(frame, self._next)
+            self._next = index + 1
+            if index in needed:
+                out[index] = self._to_rgb(frame)
+            if index >= last:
+                break
+        missing = needed - out.keys()
+        if missing:
+            # Frames the index promised but the decoder skipped (a damaged stretch): reuse the
+            # nearest decoded one rather than failing the whole run.
+            if not out:
+                raise InputError(f"video {self.info.path} is corrupt: frames {min(missing)}..{max(missing)} cannot be decoded")
+            have = np.array(sorted(out))
+            for index in missing:
+                out[index] = out[int(have[np.abs(have - index).argmin()])]
+        return out
+
+    def _seek(self, index: int) -> None:
+        import av
+
+        fresh = self._container is None
+        if fresh:
+            self._container = av.open(str(self.info.path))
+            self._container.streams.video[0].thread_type = "AUTO"
+        stream = self._container.streams.video[0]
+        if index > 0 or not fresh:
+            self._container.seek(int(self._index.pts[index]), stream=stream, backward=True, any_frame=False)
+        self._frames = self._container.decode(stream)
+        self._next = -1
+
+    def _to_rgb(self, frame) -> np.ndarray:
+        rgb = frame.to_ndarray(format="rgb24")
         if self.info.rotation:
-            frames = np.ascontiguousarray(np.rot90(frames, k=-self.info.rotation // 90, axes=(1, 2)))
-        return frames
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=-self.info.rotation // 90))
+        return rgb
+
+
+class _Index:
+    """Presentation times of every frame of a video, read from its packets (no decoding)."""
+
+    def __init__(self, info: VideoInfo, pts: np.ndarray, times: np.ndarray):
+        self.info, self.pts, self.times = info, pts, times
+        self._lookup = {int(p): i for i, p in enumerate(pts)}
+
+    def position(self, frame, expected: int) -> int:
+        """The index of a decoded frame, from its timestamp (or its order when it has none)."""
+        if frame.pts is not None and int(frame.pts) in self._lookup:
+            return self._lookup[int(frame.pts)]
+        if frame.pts is not None:
+            return int(np.abs(self.pts - frame.pts).argmin())
+        return max(expected, 0)
+
+    @classmethod
+    def build(cls, path: Path) -> "_Index":
+        import av
+
+        if not path.is_file():
+            raise InputError(f"video file not found: {path} (check input.video)")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise InputError(f"{path} is a still image; pass it as input.image=..., not input.video")
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise InputError(f"{path} has no video stream (give a video with input.video)")
+                stream = container.streams.video[0]
+                width, height = stream.codec_context.width, stream.codec_context.height
+                rate = float(stream.average_rate or stream.guessed_rate or 25)
+                rotation = _rotation(container, stream)
+                container.seek(0, stream=stream, backward=True)
+                pts = sorted(int(p.pts) for p in container.demux(stream) if p.pts is not None and p.size)
+                base = float(stream.time_base)
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(f"cannot read video {path}: {first_line(err)}") from None
+        if not pts or not width:
+            raise InputError(f"video {path} has no frames")
+        pts_array = np.asarray(pts, dtype=np.int64)
+        times = (pts_array - pts_array[0]) * base
+        duration = float(times[-1]) + 1.0 / rate
+        if rotation in (90, 270):
+            width, height = height, width
+        info = VideoInfo(path, width, height, rate, len(pts), duration, rotation)
+        return cls(info, pts_array, times)
 
 
 def resample_index(starts: np.ndarray, duration: float, fps: float) -> np.ndarray:
@@ -141,15 +220,6 @@ def resample_index(starts: np.ndarray, duration: float, fps: float) -> np.ndarra
 
 def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def _open_decord(path: Path):
-    import decord
-
-    try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as err:
-        raise InputError(f"cannot read video {path}: {first_line(err)}") from None
 
 
 def _rotation(container, stream) -> int:
