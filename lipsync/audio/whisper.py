@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Mapping
 
@@ -40,7 +41,6 @@ HOP = 160  # 100 mel frames per second
 WINDOW_MEL = 3000  # 30 s: the encoder's input length
 STATE_RATE = 50.0  # encoder states per second (the conv stem halves the mel rate)
 HEAD_DIM = 64  # every published Whisper size uses 64-dim attention heads
-SIZES = ("tiny", "base", "small", "medium", "large")
 
 
 class WhisperEncoderNet(HFWhisperEncoder):
@@ -196,8 +196,13 @@ def log_mel_frames(audio: np.ndarray, start: int, stop: int, n_mels: int = 80) -
         window=torch.hann_window(N_FFT), center=False, return_complex=True,
     )
     power = spectrum.abs() ** 2
-    mel = torch.from_numpy(np.asarray(mel_filters(SAMPLE_RATE, N_FFT, n_mels))) @ power
-    return torch.clamp(mel, min=1e-10).log10()
+    return torch.clamp(_mel_basis(n_mels) @ power, min=1e-10).log10()
+
+
+@lru_cache(maxsize=4)
+def _mel_basis(n_mels: int) -> torch.Tensor:
+    """openai's filter bank (librosa's Slaney mel, 0-8 kHz) as a tensor."""
+    return torch.tensor(mel_filters(SAMPLE_RATE, N_FFT, n_mels))
 
 
 def normalize_log_mel(log_mel: torch.Tensor, peak: float) -> torch.Tensor:
@@ -307,36 +312,36 @@ class WhisperStates:
 class WhisperAudioEncoder(AudioEncoder):
     """The ``audio_encoder`` group's Whisper option: ``encode`` returns lazy ``WhisperStates``.
 
-    size: tiny, base, small... (the registry's ``whisper.<size>``); checkpoint: a local openai
-    ``*.pt`` or Hugging Face ``model.safetensors`` instead of the registry's file (LatentSync's
-    ``whisper/tiny.pt`` is openai's tiny); segments: ``overlap`` or ``cut`` (see the module);
-    final_norm: LayerNorm the last state as transformers does (False: raw block output).
+    weights: the registry entry (``whisper.tiny``, ``whisper.base``, ``whisper.small`` in the
+    Hugging Face layout; ``whisper.tiny_openai``: openai's ``tiny.pt`` as LatentSync ships it);
+    checkpoint: a local file of either layout instead; segments: ``overlap`` or ``cut`` (see the
+    module); final_norm: LayerNorm the last state as transformers does (False: raw block output).
     """
 
     name = "whisper"
 
-    def __init__(self, size: str = "tiny", checkpoint: str | None = None, segments: str = "overlap",
+    def __init__(self, weights: str = "whisper.tiny", checkpoint: str | None = None, segments: str = "overlap",
                  final_norm: bool = False):
-        if size not in SIZES:
-            raise ConfigError(f"audio_encoder.size must be one of {', '.join(SIZES)}, got {size!r}")
+        if not weights.startswith("whisper."):
+            raise ConfigError(f"audio_encoder.weights must name a whisper.* checkpoint, got {weights!r}")
         if segments not in ("overlap", "cut"):
             raise ConfigError(f"audio_encoder.segments must be overlap or cut, got {segments!r}")
-        self.weights_name = f"whisper.{size}"
+        self.weights = weights
         self.checkpoint = checkpoint
         self.segments = segments
         self.final_norm = final_norm
         self.net: WhisperEncoderNet | None = None
 
-    def check_weights(self) -> None:
+    def _path(self) -> Path:
         from lipsync.weights import require
 
-        require([self.weights_name], {self.weights_name: self.checkpoint})
+        return require([self.weights], {self.weights: self.checkpoint})[self.weights]
+
+    def check_weights(self) -> None:
+        self._path()
 
     def load(self, device: str) -> None:
-        from lipsync.weights import require
-
-        path = require([self.weights_name], {self.weights_name: self.checkpoint})[self.weights_name]
-        self.net = load_encoder(path, device=device)
+        self.net = load_encoder(self._path(), device=device)
 
     def encode(self, audio: np.ndarray, sample_rate: int, text: str | None = None) -> WhisperStates:
         if sample_rate != SAMPLE_RATE:
