@@ -199,7 +199,7 @@ class SonicGenerator(Generator):
             audio_tokens=audio_tokens,
             motion_buckets=buckets,
             mask=mask.to(device),
-            noise=noise.to(device),
+            noise=noise,  # the clip's latents live in host memory; windows visit the device
         )
         windows = len(WindowPlan(job.num_frames, self.settings.frames_per_batch, self.settings.overlap).windows(0))
         reporter = job.reporter
@@ -231,7 +231,7 @@ class SonicGenerator(Generator):
         chunk, so chunks start at frame 0 as upstream's do)."""
         scale = self.vae.config.scaling_factor
         for frames in chunks(latents.shape[1], self.decode_chunk_size):
-            z = latents[0, frames.start:frames.stop].to(self.dtype) / scale
+            z = latents[0, frames.start:frames.stop].to(self.device, self.dtype) / scale
             pixels = self.vae.decode(z, num_frames=len(frames)).sample.float()
             # upstream maps [-1, 1] to [0, 1] and truncates *255 to uint8
             pixels = (pixels * 0.5 + 0.5).clamp(0, 1) * 255

@@ -110,10 +110,11 @@ def sample(unet, scheduler: EulerDiscreteScheduler, inputs: SamplingInputs, sett
            on_window: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Denoise all frames; returns the final latents ``(1, N, 4, h, w)`` (scaled by ``VAE_SCALE``).
 
-    The UNet runs in its own dtype; latents, scheduler arithmetic and the per-frame averages stay
-    in the dtype of ``inputs.noise``. ``on_window(step, window)`` is called after each UNet call.
+    The clip's latents stay where ``inputs.noise`` is (e.g. host memory) in its dtype; each window
+    is moved to the UNet's device for its call and step, so device memory does not grow with the
+    clip. The UNet runs in its own dtype. ``on_window(step, window)`` follows each UNet call.
     """
-    device, dtype = inputs.noise.device, unet.dtype
+    device, dtype, store = unet.device, unet.dtype, inputs.noise.device
     num_frames = inputs.noise.shape[1]
     plan = WindowPlan(num_frames, settings.frames_per_batch, settings.overlap, settings.shift_offset)
     scheduler.set_timesteps(settings.steps, device=device)
@@ -123,18 +124,18 @@ def sample(unet, scheduler: EulerDiscreteScheduler, inputs: SamplingInputs, sett
 
     # img2img at strength 1: the reference latent noised to the first sigma, not pure noise
     latents = scheduler.add_noise(inputs.ref_latents[:, None], inputs.noise, timesteps[:1])
-    no_image = torch.zeros_like(inputs.image_latents)
-    image_rows = torch.cat([no_image, inputs.image_latents, inputs.image_latents])[:, None].to(dtype)
-    clip = inputs.clip_embeds.to(dtype)
+    image_latents = inputs.image_latents.to(device=device, dtype=dtype)
+    image_rows = torch.cat([torch.zeros_like(image_latents), image_latents, image_latents])[:, None]
+    clip = inputs.clip_embeds.to(device=device, dtype=dtype)
     clip_rows = torch.cat([torch.zeros_like(clip), clip, clip])[:, None, None]  # (3, 1, 1, D)
     mask = None if inputs.mask is None else inputs.mask.to(device=device, dtype=dtype)
 
     for step, t in enumerate(timesteps):
         total = torch.zeros_like(latents)
-        count = torch.zeros(num_frames, device=device, dtype=latents.dtype)
+        count = torch.zeros(num_frames, device=store, dtype=latents.dtype)
         for window_index, frames in enumerate(plan.windows(step)):
-            index = torch.tensor(frames, device=device)
-            window = latents[:, index]
+            index = torch.tensor(frames, device=store)
+            window = latents[:, index].to(device)
             scheduler._step_index = None  # every window re-enters the same step (index derived from t)
             model_input = scheduler.scale_model_input(torch.cat([window] * 3), t).to(dtype)
             model_input = torch.cat([model_input, image_rows.expand(-1, len(frames), -1, -1, -1)], dim=2)
@@ -146,9 +147,9 @@ def sample(unet, scheduler: EulerDiscreteScheduler, inputs: SamplingInputs, sett
             prediction = unet(model_input, t, clip_window, audio, time_ids, mask)
             uncond_pred, drop_audio_pred, cond_pred = prediction.chunk(3)
             guided = guide(uncond_pred, drop_audio_pred, cond_pred, g_image[step], g_audio[step])
-            window = scheduler.step(guided, t, window).prev_sample.to(latents.dtype)
-            total.index_add_(1, index, window)
-            count.index_add_(0, index, torch.ones(len(frames), device=device, dtype=count.dtype))
+            window = scheduler.step(guided, t, window).prev_sample
+            total.index_add_(1, index, window.to(device=store, dtype=latents.dtype))
+            count.index_add_(0, index, torch.ones(len(frames), device=store, dtype=count.dtype))
             if on_window is not None:
                 on_window(step, window_index)
         latents = total / count[None, :, None, None, None]
