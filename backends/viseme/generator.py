@@ -1,0 +1,136 @@
+"""``backend=viseme``: lip-sync on any CPU with no downloaded weights.
+
+Speech -> timed phones (the ``phonemes`` encoder) -> visemes blended with co-articulation ->
+mouth shape per frame (opening, width, rounding) -> the lower face warped on mediapipe's mesh, the
+open mouth painted (cavity, tongue, teeth) -> composited into the frame. A still portrait also
+blinks and moves its head slightly; a video keeps its own motion and only its mouth is re-driven,
+on landmarks tracked and smoothed by the core.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from backends.viseme.idle import blink_curve, head_motion
+from backends.viseme.render import EyeRenderer, HeadMover, MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.rig import MouthRig
+from backends.viseme.visemes import MouthCurves, mouth_curves
+from lipsync.audio.phones import SpeechTrack
+from lipsync.compose.warp import triangulate
+from lipsync.errors import ConfigError, InputError
+from lipsync.face import landmarks as lm
+from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
+
+# How fast the mouth's colours follow a video (per frame): steady against landmark noise.
+LOOK_FOLLOW = 0.15
+
+
+class VisemeGenerator(Generator):
+    name = "viseme"
+
+    def __init__(
+        self,
+        mouth_intensity: float = 1.0,
+        smoothing: float = 0.03,
+        blink_rate: float = 15.0,
+        head_motion: float = 1.0,
+        teeth: bool = True,
+        fps: float = 25.0,
+        chunk_size: int = 25,
+    ):
+        self.mouth_intensity = float(mouth_intensity)
+        self.smoothing = float(smoothing)
+        self.blink_rate = float(blink_rate)
+        self.head_motion = float(head_motion)
+        self.fps = float(fps)
+        self.chunk_size = int(chunk_size)
+        self.mouth = MouthRenderer(teeth=bool(teeth))
+
+    def requirements(self) -> Requirements:
+        return Requirements(source="any", fps=self.fps, audio_encoders=("phonemes",), needs_face=True,
+                            chunk_size=self.chunk_size)
+
+    def curves(self, job: Job) -> MouthCurves:
+        """The mouth shape of every frame of the job."""
+        track = job.features
+        if not isinstance(track, SpeechTrack):
+            raise ConfigError("backend=viseme needs audio_encoder=phonemes")
+        if job.reporter is not None:
+            for note in track.notes:
+                job.reporter.warn(note)
+        times = np.arange(job.num_frames) / job.fps
+        return mouth_curves(track, times, self.smoothing, self.mouth_intensity)
+
+    def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
+        curves = self.curves(job)
+        if job.source == "image":
+            yield from self._still(job, chunks, curves)
+        else:
+            yield from self._video(chunks, curves)
+
+    # -- a still portrait ------------------------------------------------------------------------
+
+    def _still(self, job: Job, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
+        image = np.ascontiguousarray(job.image)
+        points = _mesh(job.face, still=True)
+        source = closed_mouth_source(image, points)
+        rig = MouthRig(points)
+        triangles = triangulate(rig.src)
+        look = MouthLook.of(image, points)
+        times = np.arange(job.num_frames) / job.fps
+        blinks = blink_curve(times, self.blink_rate, job.seed)
+        eyes = EyeRenderer(points) if blinks.any() else None
+        head = HeadMover(points, image.shape) if self.head_motion > 0 else None
+        motion = head_motion(times, self.head_motion, job.seed, loudness=np.clip(curves.open, 0, 1)) if head else None
+        for chunk in chunks:
+            out = np.empty((len(chunk),) + image.shape, np.uint8)
+            for k in range(len(chunk)):
+                i = chunk.start + k
+                frame = out[k]
+                frame[...] = image
+                self.mouth.render(source, frame, rig, triangles, look, curves.open[i], curves.width[i], curves.round[i])
+                if eyes is not None:
+                    eyes.render(image, frame, float(blinks[i]))
+                if head is not None:
+                    head.render(frame, motion.matrix(i, head.pivot, head.face_width))
+            yield out
+
+    # -- a video ---------------------------------------------------------------------------------
+
+    def _video(self, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
+        look: MouthLook | None = None
+        for chunk in chunks:
+            out = np.array(chunk.frames, dtype=np.uint8, copy=True)
+            for k, face in enumerate(chunk.faces):
+                points = _mesh(face, still=False)
+                if points is None:
+                    continue  # no face here: the frame passes through (the core counts it)
+                i = chunk.start + k
+                frame = chunk.frames[k]
+                seen = MouthLook.of(frame, points)
+                look = seen if look is None else _follow(look, seen)
+                rig = MouthRig(points)
+                self.mouth.render(closed_mouth_source(frame, points), out[k], rig, triangulate(rig.src), look,
+                                  curves.open[i], curves.width[i], curves.round[i])
+            yield out
+
+
+def _mesh(face: Face | None, still: bool) -> np.ndarray | None:
+    """The face's mediapipe mesh points; for a still, an InputError if there are none."""
+    if face is None:
+        if still:
+            raise InputError("no face found in the image; give a photo with a clearly visible face")
+        return None
+    if face.landmarks is None or face.scheme != lm.SCHEME:
+        if face.scheme and face.scheme != lm.SCHEME:
+            raise ConfigError(f"backend=viseme needs the mediapipe face mesh, got {face.scheme} landmarks: use face_detector=mediapipe")
+        if still:
+            raise InputError("the face in the image is too small or unclear to fit a face mesh; give a larger, frontal portrait")
+        return None
+    return face.landmarks
+
+
+def _follow(old: MouthLook, new: MouthLook) -> MouthLook:
+    """``old`` moved a step toward ``new`` (exponential smoothing of the colours)."""
+    return MouthLook(*(a + LOOK_FOLLOW * (b - a) for a, b in ((old.cavity, new.cavity), (old.tongue, new.tongue), (old.teeth, new.teeth))))

@@ -1,0 +1,191 @@
+"""Where the face's landmarks go for a given mouth shape or blink.
+
+Everything is worked out in a face-aligned frame: origin at the mouth centre, u along the eye line
+(image-left to image-right), v perpendicular to it pointing down the face, in pixels. So a tilted
+head opens its mouth along its own axis.
+
+The mouth: the gap between the inner lips is set to a target profile (widest in the middle,
+closed at the corners) whatever the source shows, so an open-mouthed photo closes in silence and a
+closed one opens. Three quarters of a change goes to the lower lip and the jaw, which carries the
+chin and the lower face with it (fading toward the ears); the rest to the upper lip. Spreading and
+rounding scale the lips about the mouth centre; rounding also thickens them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lipsync.compose.masks import smoothstep
+from lipsync.face import landmarks as lm
+
+JAW_SHARE = 0.75  # of a change of lip gap, the part the lower lip (and jaw) takes
+MAX_GAP = 0.42  # inner-lip gap at open = 1, in mouth widths
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    origin: np.ndarray  # (2,) mouth centre, image pixels
+    ex: np.ndarray  # (2,) unit vector along the eye line
+    ey: np.ndarray  # (2,) unit vector down the face
+    mouth_width: float  # pixels between the mouth corners
+    eye_distance: float
+
+    @classmethod
+    def of(cls, points: np.ndarray) -> "FaceFrame":
+        points = np.asarray(points, np.float64)[:, :2]
+        eyes = lm.eye_centers(points)
+        axis = eyes[1] - eyes[0]
+        eye_distance = float(np.linalg.norm(axis))
+        ex = axis / max(eye_distance, 1e-6)
+        ey = np.array([-ex[1], ex[0]])
+        corners = points[list(lm.MOUTH_CORNERS)]
+        origin = corners.mean(axis=0)
+        width = float(np.linalg.norm(corners[1] - corners[0]))
+        return cls(origin, ex, ey, max(width, 1.0), max(eye_distance, 1.0))
+
+    def local(self, points: np.ndarray) -> np.ndarray:
+        """Image points -> (u, v)."""
+        d = np.asarray(points, np.float64)[..., :2] - self.origin
+        return np.stack([d @ self.ex, d @ self.ey], axis=-1)
+
+    def image(self, uv: np.ndarray) -> np.ndarray:
+        """(u, v) -> image points."""
+        uv = np.asarray(uv, np.float64)
+        return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
+
+    def vector(self, duv: np.ndarray) -> np.ndarray:
+        """A displacement (du, dv) -> image displacement."""
+        duv = np.asarray(duv, np.float64)
+        return duv[..., :1] * self.ex + duv[..., 1:2] * self.ey
+
+
+@dataclass
+class MouthPose:
+    """Control points of one mouth warp: ``src`` are drawn at ``dst``. ``cavity`` is the target
+    inner-lip ring (the open mouth's outline) and ``upper_lip``/``lower_lip`` its two halves, corner
+    to corner; ``opening`` the target gap at the middle in pixels."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    cavity: np.ndarray
+    upper_lip: np.ndarray
+    lower_lip: np.ndarray
+    opening: float
+    frame: FaceFrame
+
+
+_UPPER_INNER = np.array(lm.LIPS_INNER_UPPER)
+_LOWER_INNER = np.array(lm.LIPS_INNER_LOWER)
+_UPPER_OUTER = np.array(lm.LIPS_OUTER_UPPER)
+_LOWER_OUTER = np.array(lm.LIPS_OUTER_LOWER)
+_LIPS = np.unique(np.concatenate([_UPPER_INNER, _LOWER_INNER, _UPPER_OUTER, _LOWER_OUTER]))
+
+
+class MouthRig:
+    """The lower face of one set of mesh points (a still's, or one video frame's), ready to pose."""
+
+    def __init__(self, points: np.ndarray):
+        points = np.asarray(points, np.float64)[: lm.NUM_POINTS, :2]
+        self.frame = FaceFrame.of(points)
+        local = self.frame.local(points)
+        # Control points: every mesh point from the nose tip down (the mesh has no points inside
+        # the mouth; the cavity is drawn separately), plus a ring of fixed anchors beyond the jaw
+        # so the chin can move over the neck without tearing.
+        cut = local[lm.NOSE_TIP, 1]
+        ids = np.flatnonzero(local[:468, 1] >= cut)
+        ids = np.union1d(ids, _LIPS)
+        self.ids = ids
+        self.local = local
+        jaw = local[list(lm.JAW)]
+        half_width = 0.5 * (jaw[:, 0].max() - jaw[:, 0].min())
+        chin = local[lm.CHIN, 1]
+        angles = np.linspace(0.0, np.pi, 13)
+        ring_u = 1.25 * half_width * np.cos(angles)
+        ring_v = cut + (chin - cut + 0.45 * self.frame.mouth_width) * np.sin(angles) * 1.15
+        self.anchors = np.stack([ring_u, ring_v], axis=1)
+        self.control_local = np.concatenate([local[ids], self.anchors])
+        self.src = self.frame.image(self.control_local)
+        self._slot = {int(index): k for k, index in enumerate(ids)}
+        self._inner_half = 0.5 * abs(local[_LOWER_INNER[-1], 0] - local[_LOWER_INNER[0], 0])
+
+    def source_gap(self) -> np.ndarray:
+        """Gap between the inner lips, column by column (corner to corner), in pixels."""
+        return self.local[_LOWER_INNER, 1] - self.local[_UPPER_INNER, 1]
+
+    def pose(self, open_: float, width: float, round_: float) -> MouthPose:
+        f = self.frame
+        m = f.mouth_width
+        local = self.control_local
+        delta = np.zeros_like(local)
+        n_mesh = len(self.ids)
+        mesh = local[:n_mesh]
+
+        # Lips scale about the mouth centre: spread widens, rounding and opening narrow.
+        scale = 1.0 + 0.10 * width - 0.24 * round_ - 0.05 * open_
+        # Target gap, column by column: a lens that closes at the corners.
+        inner_u = self.local[_UPPER_INNER, 0] * scale
+        x = np.clip(np.abs(inner_u) / max(self._inner_half * scale, 1e-6), 0, 1)
+        profile = (1.0 - x**2) ** (0.5 + 0.5 * (1.0 - round_))  # rounder lips, rounder opening
+        target = max(open_, 0.0) * MAX_GAP * m * profile
+        change = target - self.source_gap()
+        centre = len(change) // 2
+        jaw = JAW_SHARE * change[centre]
+
+        # The jaw carries the lower face: full below the lower lip, fading up the cheeks and
+        # toward the ears.
+        u, v = mesh[:, 0], mesh[:, 1]
+        carry = smoothstep(-0.15 * m, 0.35 * m, v) * (1.0 - 0.75 * smoothstep(0.7 * m, 1.6 * m, np.abs(u)))
+        delta[:n_mesh, 1] = jaw * carry
+
+        slot = self._slot
+        for k, (up, low) in enumerate(zip(_UPPER_INNER, _LOWER_INNER)):
+            delta[slot[int(low)], 1] = JAW_SHARE * change[k]
+            delta[slot[int(up)], 1] = -(1.0 - JAW_SHARE) * change[k]
+        thicken = 0.06 * round_ * m * profile
+        for k, (up, low) in enumerate(zip(_UPPER_OUTER, _LOWER_OUTER)):
+            delta[slot[int(low)], 1] = JAW_SHARE * change[k] + thicken[k]
+            delta[slot[int(up)], 1] = -0.4 * (1.0 - JAW_SHARE) * change[k] - thicken[k]
+        # Corners drop a little as the jaw opens.
+        for index in (*lm.MOUTH_CORNERS, _UPPER_INNER[0], _UPPER_INNER[-1]):
+            delta[slot[int(index)], 1] = 0.3 * max(jaw, 0.0)
+        lips = np.array([slot[int(i)] for i in _LIPS])
+        delta[lips, 0] = (scale - 1.0) * mesh[lips, 0]
+
+        dst_local = local + delta
+        dst = f.image(dst_local)
+        upper = dst[[slot[int(i)] for i in _UPPER_INNER]]
+        lower = dst[[slot[int(i)] for i in _LOWER_INNER]]
+        cavity = np.concatenate([upper, lower[-2:0:-1]])
+        return MouthPose(self.src, dst, cavity, upper, lower, float(target[centre]), f)
+
+
+class EyeRig:
+    """One eye's lids: a blink lowers the upper lid onto the lower one, dragging the skin under the
+    brow partway, while the lower lid and everything around stay put."""
+
+    def __init__(self, points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]):
+        points = np.asarray(points, np.float64)[:, :2]
+        self.upper = points[list(upper)]
+        self.lower = points[list(lower)]
+        contour = np.concatenate([self.upper, self.lower[1:-1]])
+        centre = contour.mean(axis=0)
+        axis = self.upper[-1] - self.upper[0]
+        length = max(float(np.linalg.norm(axis)), 1.0)
+        ex = axis / length
+        ey = np.array([-ex[1], ex[0]])
+        if np.dot(self.lower.mean(axis=0) - self.upper.mean(axis=0), ey) < 0:
+            ey = -ey  # "down" is from the upper lid toward the lower
+        # A ring above the upper lid (the skin that follows it partway) and fixed anchors around.
+        self.skin = self.upper[1:-1] - 0.22 * length * ey
+        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+        self.anchors = centre + 0.95 * length * (np.cos(angles)[:, None] * ex + 0.75 * np.sin(angles)[:, None] * ey)
+        self.src = np.concatenate([self.upper, self.lower[1:-1], self.skin, self.anchors])
+
+    def pose(self, closed: float) -> np.ndarray:
+        """Target positions of ``src`` at ``closed`` in [0, 1]."""
+        closed = float(np.clip(closed, 0.0, 1.0))
+        drop = closed * (self.lower[1:-1] - self.upper[1:-1]) * 0.96
+        upper = self.upper.copy()
+        upper[1:-1] += drop
+        return np.concatenate([upper, self.lower[1:-1], self.skin + 0.45 * drop, self.anchors])

@@ -1,0 +1,63 @@
+"""Frame-wise signal features of speech: loudness and spectral shape (no model needed).
+
+They give a mouth its intensity (louder speech, wider opening) and, for languages the phone model
+does not know, a rough shape: a low spectral centroid goes with rounded vowels (o, u), a high one
+with spread vowels and sibilants (i, e, s).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FEATURE_RATE = 100.0  # frames per second
+WINDOW_SECONDS = 0.025
+SILENCE_DB = -80.0
+
+
+def frame_signal(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE,
+                 window_seconds: float = WINDOW_SECONDS) -> np.ndarray:
+    """``(frames, window)`` Hann-windowed frames centred on ``k / rate`` seconds, k = 0, 1, ..."""
+    audio = np.asarray(audio, np.float32).reshape(-1)
+    hop = sample_rate / rate
+    window = int(round(window_seconds * sample_rate))
+    count = max(1, int(np.ceil(len(audio) / hop)))
+    padded = np.pad(audio, (window // 2, window))
+    starts = np.round(np.arange(count) * hop).astype(np.int64)
+    frames = padded[starts[:, None] + np.arange(window)[None, :]]
+    return frames * np.hanning(window).astype(np.float32)
+
+
+def loudness_db(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE) -> np.ndarray:
+    """RMS level in dB (full scale = 0 dB) per frame, floored at ``SILENCE_DB``."""
+    frames = frame_signal(audio, sample_rate, rate)
+    # The Hann window's mean square is 3/8: undo it so a steady tone reads its true RMS.
+    power = (frames.astype(np.float64) ** 2).mean(axis=1) / 0.375
+    return np.maximum(10 * np.log10(power + 1e-12), SILENCE_DB).astype(np.float32)
+
+
+def spectral_centroid(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE,
+                      band: tuple[float, float] = (100.0, 6000.0)) -> np.ndarray:
+    """Centre of mass of each frame's magnitude spectrum within ``band``, in Hz (0 for silence)."""
+    frames = frame_signal(audio, sample_rate, rate)
+    size = 1 << int(np.ceil(np.log2(frames.shape[1])))
+    spectrum = np.abs(np.fft.rfft(frames, n=size, axis=1))
+    freqs = np.fft.rfftfreq(size, 1.0 / sample_rate)
+    keep = (freqs >= band[0]) & (freqs <= band[1])
+    spectrum, freqs = spectrum[:, keep], freqs[keep]
+    total = spectrum.sum(axis=1)
+    return np.where(total > 1e-6, (spectrum * freqs).sum(axis=1) / np.maximum(total, 1e-12), 0.0).astype(np.float32)
+
+
+def speech_envelope(audio: np.ndarray, sample_rate: int, times: np.ndarray, smooth_seconds: float = 0.06) -> np.ndarray:
+    """Loudness above the clip's noise floor, in [0, 1], at ``times`` (seconds): the yardstick a
+    mouth's opening is expected to follow. 0 is silence, 1 the clip's loud speech (its 95th
+    percentile)."""
+    level = loudness_db(audio, sample_rate)
+    if smooth_seconds > 0:
+        width = max(1, int(round(smooth_seconds * FEATURE_RATE)))
+        level = np.convolve(np.pad(level, width, mode="edge"), np.hanning(2 * width + 1) / np.hanning(2 * width + 1).sum(), "same")[width:-width]
+    floor = max(float(np.percentile(level, 5)), SILENCE_DB)
+    top = float(np.percentile(level, 95))
+    if top - floor < 6.0:  # no speech to speak of: a flat envelope
+        return np.zeros(len(times), np.float32)
+    norm = ((level - floor - 6.0) / (top - floor - 6.0)).clip(0, 1)
+    return np.interp(times, np.arange(len(norm)) / FEATURE_RATE, norm).astype(np.float32)

@@ -1,0 +1,99 @@
+"""Landmark-driven image warps: move control points, drag the picture along.
+
+A piecewise-affine warp triangulates the control points; inside each triangle the picture follows
+the affine map between where the triangle's corners were (``src``) and where they go (``dst``).
+Maps are built for a rectangular region only, as backward maps (for each output pixel, where to
+read the source), so ``cv2.remap`` renders them. Pixels outside every triangle read themselves:
+a warp whose outer control points stay put changes nothing beyond them, bit for bit.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), pixels
+
+_SUBPIXEL_BITS = 4
+
+
+def triangulate(points: np.ndarray) -> np.ndarray:
+    """Delaunay triangles ``(T, 3)`` (indices into ``points``) of 2-D points."""
+    from scipy.spatial import Delaunay
+
+    return Delaunay(np.asarray(points, np.float64)[:, :2], qhull_options="QJ").simplices.astype(np.int32)
+
+
+def region(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> Box:
+    """The integer box around ``points`` grown by ``margin`` pixels, clipped to an image of
+    ``shape`` (H, W, ...)."""
+    points = np.asarray(points)[:, :2]
+    height, width = shape[:2]
+    x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int) + 1
+    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+
+
+def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps ``(map_x, map_y)`` float32 of the box's size: output pixel (x, y) of the box
+    reads the source at ``(map_x, map_y)`` (full-image coordinates), so that each ``src[i]`` is
+    drawn at ``dst[i]``."""
+    src = np.asarray(src, np.float64)[:, :2]
+    dst = np.asarray(dst, np.float64)[:, :2]
+    x0, y0, x1, y1 = box
+    width, height = x1 - x0, y1 - y0
+    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    if width <= 0 or height <= 0 or len(triangles) == 0:
+        return grid_x, grid_y
+    corners = dst[triangles]  # (T, 3, 2)
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    # Triangles squashed to (nearly) nothing cover no pixel and have no inverse.
+    keep = np.abs(det) > 2e-3
+    triangles, corners, e1, e2, det = triangles[keep], corners[keep], e1[keep], e2[keep], det[keep]
+    # Per triangle, the affine map output -> source: linear part [f1 f2] @ inverse([e1 e2]).
+    corners_src = src[triangles]
+    f1, f2 = corners_src[:, 1] - corners_src[:, 0], corners_src[:, 2] - corners_src[:, 0]
+    inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
+    linear = np.stack([f1, f2], axis=2) @ inv  # (T, 2, 2)
+    offset = corners_src[:, 0] - np.einsum("tij,tj->ti", linear, corners[:, 0])
+    affine = np.concatenate([linear, offset[:, :, None]], axis=2)  # (T, 2, 3)
+    labels = np.zeros((height, width), np.int32)
+    scale = 1 << _SUBPIXEL_BITS
+    local = np.round((corners - np.array([x0, y0])) * scale).astype(np.int32)
+    for index, polygon in enumerate(local, start=1):
+        cv2.fillConvexPoly(labels, polygon, index, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    inside = labels > 0
+    chosen = affine[labels[inside] - 1]  # (P, 2, 3)
+    px, py = grid_x[inside].astype(np.float64), grid_y[inside].astype(np.float64)
+    map_x, map_y = grid_x.copy(), grid_y.copy()
+    map_x[inside] = chosen[:, 0, 0] * px + chosen[:, 0, 1] * py + chosen[:, 0, 2]
+    map_y[inside] = chosen[:, 1, 0] * px + chosen[:, 1, 1] * py + chosen[:, 1, 2]
+    return map_x, map_y
+
+
+def remap_region(image: np.ndarray, box: Box, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """The box of the output: ``image`` read at the maps (bilinear; outside the image, the edge)."""
+    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def smooth_map(map_x: np.ndarray, map_y: np.ndarray, box: Box, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The maps with their displacement (not the coordinates) Gaussian-blurred: removes the creases
+    a piecewise-affine map has along triangle edges. Identity stays identity."""
+    if sigma <= 0:
+        return map_x, map_y
+    x0, y0, x1, y1 = box
+    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    dx = cv2.GaussianBlur(map_x - grid_x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    dy = cv2.GaussianBlur(map_y - grid_y, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    return grid_x + dx, grid_y + dy
+
+
+def similarity_map(box: Box, matrix: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps that move the picture by the 2x3 affine ``matrix`` where ``weight`` (the box's
+    size, 0..1) is 1, and leave it where ``weight`` is 0, blending smoothly in between."""
+    x0, y0, x1, y1 = box
+    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64)).astype(np.float32)
+    src_x = inverse[0, 0] * grid_x + inverse[0, 1] * grid_y + inverse[0, 2]
+    src_y = inverse[1, 0] * grid_x + inverse[1, 1] * grid_y + inverse[1, 2]
+    return grid_x + weight * (src_x - grid_x), grid_y + weight * (src_y - grid_y)

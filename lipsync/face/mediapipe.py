@@ -1,0 +1,167 @@
+"""Face detection and the 478-point face mesh with the models bundled in the mediapipe wheel.
+
+Mediapipe's face mesh finds faces itself, but only ones that fill a good part of the picture. So
+boxes come first, from BlazeFace (full-range model) run on the whole image and, for large images,
+on overlapping tiles; then the mesh runs on a square crop around each box, which works for small
+faces in large frames just as for close-ups.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from lipsync.errors import ConfigError
+from lipsync.face import landmarks as lm
+from lipsync.face.detector import FaceDetector
+from lipsync.face.track import box_iou
+from lipsync.protocol import Face
+
+# Crops are made this many times the detector's box wide (the mesh model wants some margin).
+CROP_SCALE = 1.7
+# Images whose long side exceeds this are also scanned in tiles for small faces.
+TILE_ABOVE = 960
+# Two boxes overlapping this much (IoU) are one face.
+SAME_FACE_IOU = 0.4
+
+
+class MediaPipeFaceDetector(FaceDetector):
+    """Faces with box, score, five keypoints and the 478-point mesh (``mediapipe478``), largest
+    first. Landmarks are ``(478, 3)`` float32 pixels; z is depth in the same pixel scale (smaller is
+    nearer the camera). A face whose mesh cannot be fitted is still reported, with
+    ``landmarks=None`` and keypoints from the detector."""
+
+    name = "mediapipe"
+
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5):
+        if max_faces < 1:
+            raise ConfigError(f"face_detector.max_faces must be >= 1, got {max_faces}")
+        if not 0.0 < min_confidence < 1.0:
+            raise ConfigError(f"face_detector.min_confidence must be in (0, 1), got {min_confidence}")
+        self.max_faces = int(max_faces)
+        self.min_confidence = float(min_confidence)
+        self._detector = None
+        self._mesh = None
+        self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+
+    def _models(self):
+        if self._detector is None:
+            os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is chatty
+            from mediapipe.python.solutions import face_detection, face_mesh
+
+            self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_confidence)
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+            )
+        return self._detector, self._mesh
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        image = _rgb(image)
+        with self._lock:
+            detector, mesh = self._models()
+            boxes = self._boxes(detector, image)
+            faces = [self._fit_mesh(mesh, image, box, score, kps) for box, score, kps in boxes]
+        faces.sort(key=lambda face: face.area, reverse=True)
+        return faces[: self.max_faces]
+
+    # -- boxes -----------------------------------------------------------------------------------
+
+    def _boxes(self, detector, image: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Detector boxes ``(box, score, 6 keypoints)`` in image pixels, duplicates merged."""
+        height, width = image.shape[:2]
+        found = self._detect_in(detector, image, 0, 0)
+        if max(height, width) > TILE_ABOVE:
+            for x0, y0, x1, y1 in _tiles(width, height):
+                found += self._detect_in(detector, np.ascontiguousarray(image[y0:y1, x0:x1]), x0, y0)
+        found.sort(key=lambda item: item[1], reverse=True)
+        kept: list[tuple[np.ndarray, float, np.ndarray]] = []
+        for item in found:
+            if all(box_iou(item[0], other[0]) < SAME_FACE_IOU for other in kept):
+                kept.append(item)
+        return kept
+
+    @staticmethod
+    def _detect_in(detector, image: np.ndarray, dx: int, dy: int):
+        height, width = image.shape[:2]
+        result = detector.process(image)
+        out = []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            box = np.array([rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width,
+                            (rel.ymin + rel.height) * height], np.float32)
+            box += np.array([dx, dy, dx, dy], np.float32)
+            kps = np.array([[k.x * width + dx, k.y * height + dy] for k in det.location_data.relative_keypoints], np.float32)
+            out.append((box, float(det.score[0]), kps))
+        return out
+
+    # -- mesh ------------------------------------------------------------------------------------
+
+    def _fit_mesh(self, mesh, image: np.ndarray, box: np.ndarray, score: float, kps6: np.ndarray) -> Face:
+        height, width = image.shape[:2]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = CROP_SCALE * max(box[2] - box[0], box[3] - box[1])
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        size = max(8, int(round(side)))
+        crop = _padded_crop(image, x0, y0, size)
+        # The mesh model works at 192-256 px; bigger crops only cost time.
+        scale = min(1.0, 256.0 / size)
+        if scale < 1.0:
+            import cv2
+
+            crop = cv2.resize(crop, (round(size * scale),) * 2, interpolation=cv2.INTER_AREA)
+        result = mesh.process(crop)
+        if result.multi_face_landmarks:
+            points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float32)
+            points *= size  # normalized to the crop (z too, by its width)
+            points[:, 0] += x0
+            points[:, 1] += y0
+            centre = points[:, :2].mean(axis=0)
+            # The crop may hold part of a neighbour: keep the mesh only if it is this box's face.
+            if box[0] <= centre[0] <= box[2] and box[1] <= centre[1] <= box[3]:
+                xy = points[:, :2]
+                mesh_box = np.array([*xy.min(axis=0), *xy.max(axis=0)], np.float32)
+                mesh_box[[0, 2]] = mesh_box[[0, 2]].clip(0, width)
+                mesh_box[[1, 3]] = mesh_box[[1, 3]].clip(0, height)
+                return Face(box=mesh_box, score=score, kps=lm.to_5(points).astype(np.float32),
+                            landmarks=points, scheme=lm.SCHEME)
+        return Face(box=box, score=score, kps=_kps_from_detector(kps6), landmarks=None, scheme="")
+
+
+def _kps_from_detector(kps6: np.ndarray) -> np.ndarray:
+    """BlazeFace gives right eye, left eye, nose tip, mouth centre, right ear, left ear (subject's
+    sides); insightface order wants the mouth corners, placed here either side of the mouth centre
+    along the eye line."""
+    right_eye, left_eye, nose, mouth = kps6[:4]
+    half = 0.4 * (left_eye - right_eye)
+    return np.stack([right_eye, left_eye, nose, mouth - half, mouth + half]).astype(np.float32)
+
+
+def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles of about half the short side covering the image."""
+    side = max(256, min(width, height) // 2)
+    step = max(1, int(side * 0.75))
+    xs = list(range(0, max(1, width - side) + 1, step))
+    ys = list(range(0, max(1, height - side) + 1, step))
+    if xs[-1] + side < width:
+        xs.append(width - side)
+    if ys[-1] + side < height:
+        ys.append(height - side)
+    return [(x, y, min(width, x + side), min(height, y + side)) for y in ys for x in xs]
+
+
+def _padded_crop(image: np.ndarray, x0: int, y0: int, size: int) -> np.ndarray:
+    """The ``size`` square at ``(x0, y0)``, padded by edge replication where it leaves the image."""
+    height, width = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + size <= width and y0 + size <= height:
+        return np.ascontiguousarray(image[y0:y0 + size, x0:x0 + size])
+    ys = np.arange(y0, y0 + size).clip(0, height - 1)
+    xs = np.arange(x0, x0 + size).clip(0, width - 1)
+    return np.ascontiguousarray(image[ys[:, None], xs[None, :]])
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
