@@ -121,9 +121,14 @@ class AVEEncoder(AudioEncoder):
 
     name: ClassVar[str] = "ave"
 
-    def __init__(self, checkpoint: str | None = None, fps: float = 25.0, pad_mode: str = "constant", batch_size: int = 64):
+    def __init__(
+        self, checkpoint: str | None = None, fps: float = 25.0, pad_mode: str = "constant", batch_size: int = 64, runtime: str = "torch"
+    ):
         if pad_mode not in ("constant", "reflect"):
             raise ValueError(f"pad_mode must be constant or reflect, got {pad_mode!r}")
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
+        self.runtime = runtime
         self.checkpoint = checkpoint
         self.fps = float(fps)
         self.pad_mode = pad_mode
@@ -148,8 +153,17 @@ class AVEEncoder(AudioEncoder):
 
         network = AudioVisualEncoder()
         load_into(network, state, remap=ave_state_from_checkpoint, source=source)
-        self.network = network.float().eval().to(device)
+        network = network.float().eval()
         self.device = device
+        if self.runtime == "onnx":
+            from lipsync import onnx
+
+            path = onnx.cached_path("ave-encoder", onnx.fingerprint(network.state_dict()))
+            if not path.is_file():
+                onnx.export(network, (torch.zeros(1, 1, 80, WINDOW),), path, ("mel",), ("embedding",))
+            self.network = onnx.OnnxModel(path, device)
+        else:
+            self.network = network.to(device)
 
     def encode(self, audio: np.ndarray, sample_rate: int, text: str | None = None) -> FrameFeatures:
         if self.network is None:
@@ -158,9 +172,12 @@ class AVEEncoder(AudioEncoder):
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(windows), self.batch_size):
-                batch = torch.from_numpy(windows[start : start + self.batch_size]).to(self.device)
-                outputs.append(self.network(batch).float().cpu())
-        embeddings = torch.cat(outputs).numpy()
+                batch = windows[start : start + self.batch_size]
+                if self.runtime == "onnx":
+                    outputs.append(self.network(batch))
+                else:
+                    outputs.append(self.network(torch.from_numpy(batch).to(self.device)).float().cpu().numpy())
+        embeddings = np.concatenate(outputs)
         padded = np.concatenate([embeddings[:1], embeddings, embeddings[-1:]])
         return FrameFeatures(encoder=self.name, fps=self.fps, values=padded)
 

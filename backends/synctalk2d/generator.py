@@ -1,0 +1,209 @@
+"""The SyncTalk2D generator: a prepared person's frames, played ping-pong, with the mouth region
+regenerated from the audio by the person's U-Net.
+
+Per output frame i (as upstream ``inference_328.py``): template frame ``pingpong(start_frame + i)``,
+its landmark crop resized to 328, the inner 320 square as reference plus its masked copy, the audio
+window of feature rows ``[i - 8, i + 8)``; the prediction goes back into the frame either as
+upstream pastes it (``blend=paste``) or feathered into the untouched frame (``blend=feather``, no
+visible box edge).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from backends.synctalk2d import geometry
+from backends.synctalk2d.features import unet_audio
+from backends.synctalk2d.person import PersonDataset, keep_original
+from lipsync.audio.encoder import FrameFeatures
+from lipsync.errors import ConfigError, InputError
+from lipsync.media.length import source_indices
+from lipsync.protocol import Chunk, Generator, Job, Requirements
+
+FPS = 25.0
+BLENDS = ("feather", "paste")
+
+
+@dataclass
+class _Prepared:
+    """One batch of template frames, cropped and ready for the network."""
+
+    frames: list[np.ndarray]  # BGR, full size
+    regions: list[geometry.Crop | None]  # None: no usable crop, the frame passes through
+    keeps: list[np.ndarray | None]
+    image: np.ndarray  # (k, 6, 320, 320) for the frames with a crop
+    audio: np.ndarray
+
+
+class SyncTalk2DGenerator(Generator):
+    name = "synctalk2d"
+
+    def __init__(
+        self,
+        person: str | None = None,
+        checkpoint: str | None = None,
+        audio_mode: str | None = None,
+        runtime: str = "torch",
+        precision: str = "fp32",
+        batch_size: int = 8,
+        blend: str = "feather",
+        feather: float = 0.08,
+        use_parsing: bool = True,
+        start_frame: int = 1,
+        chunk_size: int = 16,
+    ):
+        if blend not in BLENDS:
+            raise ConfigError(f"backend.blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        self.person_dir = person
+        self.checkpoint_path = Path(checkpoint).expanduser() if checkpoint else None
+        self.requested_mode = audio_mode
+        self.runtime, self.precision = runtime, precision
+        self.batch_size = int(batch_size)
+        self.feather = geometry.feather_mask(feather) if blend == "feather" else None
+        self.use_parsing = use_parsing
+        self.start_frame = int(start_frame)
+        self.chunk_size = int(chunk_size)
+        self._person: PersonDataset | None = None
+        self._checkpoint = None
+        self._mode: str | None = None
+        self.runner = None
+
+    # -- what the core needs to know -------------------------------------------------------
+    def dataset(self) -> PersonDataset:
+        """The prepared person, opened (and checked) on first use."""
+        if self._person is None:
+            if not self.person_dir:
+                raise ConfigError("backend=synctalk2d needs backend.person=PERSON_DIR (a dataset made by tools/synctalk2d_prepare.py)")
+            self._person = PersonDataset(self.person_dir)
+        return self._person
+
+    def _read(self):
+        """The checkpoint and its (checked) audio mode, read once."""
+        if self._mode is None:
+            from backends.synctalk2d.checkpoint import UNET_FORMAT, read_checkpoint, resolve_mode, unet_channels, unet_input_channels
+            from backends.synctalk2d.networks import UNet328
+
+            if self.checkpoint_path is None:
+                raise ConfigError("backend=synctalk2d needs backend.checkpoint=FILE (the person's U-Net from tools/synctalk2d_train.py)")
+            if not self.checkpoint_path.is_file():
+                raise InputError(f"checkpoint file not found: {self.checkpoint_path} (check backend.checkpoint)")
+            checkpoint = read_checkpoint(self.checkpoint_path, UNET_FORMAT)
+            channels = tuple(checkpoint.meta.get("channels") or unet_channels(checkpoint.state))
+            n_channels = int(checkpoint.meta.get("n_channels") or unet_input_channels(checkpoint.state))
+            mode = resolve_mode(checkpoint, lambda m: UNet328(n_channels, m, channels), self.requested_mode, "U-Net checkpoint")
+            if mode == "wenet":
+                raise ConfigError(
+                    f"{self.checkpoint_path} is a wenet U-Net; WeNet features are not computed by this toolkit (train with ave or hubert)"
+                )
+            self._checkpoint, self._mode = checkpoint, mode
+        return self._checkpoint, self._mode
+
+    @property
+    def mode(self) -> str:
+        return self._read()[1]
+
+    def requirements(self) -> Requirements:
+        """The audio encoder must be the checkpoint's mode; before a checkpoint is set (composing
+        configs), either feature kind is declared."""
+        encoders = (self.mode,) if self.checkpoint_path is not None and self.checkpoint_path.is_file() else ("ave", "hubert")
+        return Requirements(source="none", fps=FPS, audio_encoders=encoders, needs_face=False, resolution=None, chunk_size=self.chunk_size)
+
+    def check_weights(self) -> None:
+        """Cheap checks before any input is decoded: the person dataset and the checkpoint."""
+        self.dataset()
+        self._read()
+
+    def load(self, device: str) -> None:
+        from backends.synctalk2d.checkpoint import load_unet
+        from backends.synctalk2d.runtime import build_runner
+
+        self.check_weights()
+        net = load_unet(self.checkpoint_path, self.mode, "cpu")
+        self._checkpoint = None  # the state dict now lives in the network
+        self.use_parsing = self.use_parsing and self.dataset().parsing_dir is not None
+        self.runner = build_runner(net, self.runtime, self.precision, device, self._calibration, tag=self.dataset().root.name)
+
+    def _calibration(self):
+        """int8 calibration batches: the person's own crops with their own audio features."""
+        features = self.dataset().audio_features(self.mode)
+        picks = np.linspace(0, len(self.dataset()) - 1, num=min(16, len(self.dataset()))).round().astype(int)
+        for index in picks:
+            prepared = self._prepare([int(index)], [int(index)], features)
+            if len(prepared.image):
+                yield prepared.image, prepared.audio
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
+        if self.runner is None:
+            raise RuntimeError("SyncTalk2DGenerator.load() must run before generate()")
+        features = self._features(job.features)
+        skipped = 0
+        out: list[np.ndarray] = []
+        pending = None  # (future of the batch being prepared, whether it ends its chunk)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # the next batch is cropped while the net runs
+            for chunk in chunks:
+                end = chunk.start + len(chunk)
+                for first in range(chunk.start, end, self.batch_size):
+                    outputs = list(range(first, min(first + self.batch_size, end)))
+                    templates = source_indices(len(self.dataset()), outputs[0] + self.start_frame, outputs[-1] + 1 + self.start_frame)
+                    future = pool.submit(self._prepare, templates.tolist(), outputs, features)
+                    if pending is not None:
+                        frames, passed = self._finish(pending[0].result())
+                        out.extend(frames)
+                        skipped += passed
+                        if pending[1]:
+                            yield np.stack(out)
+                            out = []
+                    pending = (future, outputs[-1] == end - 1)
+            if pending is not None:
+                frames, passed = self._finish(pending[0].result())
+                out.extend(frames)
+                skipped += passed
+                yield np.stack(out)
+        if skipped and job.reporter is not None:
+            job.reporter.warn(f"{skipped} template frames had landmarks outside the picture and were left unchanged")
+
+    def _features(self, features) -> np.ndarray:
+        if not isinstance(features, FrameFeatures):
+            raise ConfigError(f"backend synctalk2d needs per-frame audio features from audio_encoder={self.mode}")
+        if features.encoder != self.mode:
+            raise ConfigError(
+                f"{self.checkpoint_path} is a {self.mode} U-Net but got {features.encoder} features; use audio_encoder={self.mode}"
+            )
+        return features.values
+
+    def _prepare(self, templates: list[int], outputs: list[int], features: np.ndarray) -> _Prepared:
+        frames, regions, keeps, inners, rows = [], [], [], [], []
+        for template, output in zip(templates, outputs):
+            frame = self.dataset().frame(template)
+            box = geometry.crop_box(self.dataset().landmarks(template))
+            region = geometry.crop(frame, box) if geometry.valid_box(box, frame.shape) else None
+            keep = None
+            if region is not None:
+                inners.append(region.inner)
+                rows.append(output)
+                if self.use_parsing:
+                    x0, y0, x1, y1 = region.box
+                    keep = keep_original(self.dataset().parsing(template)[y0:y1, x0:x1])
+            frames.append(frame)
+            regions.append(region)
+            keeps.append(keep)
+        image = geometry.net_input(np.stack(inners)) if inners else np.zeros((0, 6, 320, 320), np.float32)
+        audio = unet_audio(features, rows, self.mode)
+        return _Prepared(frames, regions, keeps, image, audio)
+
+    def _finish(self, prepared: _Prepared) -> tuple[list[np.ndarray], int]:
+        """Run the network on a prepared batch and paste: RGB frames, and how many passed through."""
+        generated = geometry.pred_to_uint8(self.runner(prepared.image, prepared.audio)) if len(prepared.image) else []
+        out, k = [], 0
+        for frame, region, keep in zip(prepared.frames, prepared.regions, prepared.keeps):
+            if region is not None:
+                geometry.paste(frame, region, generated[k], feather=self.feather, keep=keep)
+                k += 1
+            out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        return out, len(prepared.frames) - k

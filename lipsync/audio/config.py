@@ -1,0 +1,42 @@
+"""Schemas of the ``audio_encoder`` group options that live in the core. No torch import here."""
+from dataclasses import dataclass
+from typing import Optional
+
+from lipsync.config import AudioEncoderConfig, register_schema
+
+
+@dataclass
+class AVEEncoderConfig(AudioEncoderConfig):
+    _target_: str = "lipsync.audio.ave.AVEEncoder"
+    name: str = "ave"
+    checkpoint: Optional[str] = None  # a local audio_visual_encoder.pth instead of the registry's
+    fps: float = 25.0  # video frames the mel windows are cut for
+    pad_mode: str = "constant"  # STFT edge padding: constant (librosa >= 0.9) or reflect (older)
+    batch_size: int = 64  # mel windows per network call
+    runtime: str = "torch"  # torch or onnx (onnxruntime)
+
+    def __post_init__(self) -> None:
+        if self.pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"audio_encoder.pad_mode must be constant or reflect, got {self.pad_mode!r}")
+        if self.runtime not in ("torch", "onnx"):
+            raise ValueError(f"audio_encoder.runtime must be torch or onnx, got {self.runtime!r}")
+        if not 1 <= self.batch_size <= 4096:
+            raise ValueError(f"audio_encoder.batch_size must be between 1 and 4096, got {self.batch_size}")
+        if not 1.0 <= self.fps <= 120.0:
+            raise ValueError(f"audio_encoder.fps must be between 1 and 120, got {self.fps}")
+
+
+@dataclass
+class HubertEncoderConfig(AudioEncoderConfig):
+    _target_: str = "lipsync.audio.hubert.HubertEncoder"
+    name: str = "hubert"
+    model_dir: Optional[str] = None  # a folder with config.json + weights instead of the registry's
+    chunk_seconds: float = 20.0  # audio per network call (upstream: 20 s)
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.chunk_seconds <= 600.0:
+            raise ValueError(f"audio_encoder.chunk_seconds must be between 0.05 and 600, got {self.chunk_seconds}")
+
+
+register_schema("audio_encoder", "ave", AVEEncoderConfig)
+register_schema("audio_encoder", "hubert", HubertEncoderConfig)
