@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-Box = tuple[int, int, int, int]
+from lipsync.compose.blend import paste
+from lipsync.compose.warp import Box
 
 
 def crop_box(face_xyxy: Sequence[float], expand_ratio: float, width: int, height: int) -> Box:
@@ -112,11 +113,8 @@ class PasteBack:
         """``(n, h, w, 3)`` uint8 generated frames -> ``(n, H, W, 3)`` photos with them pasted in."""
         x0, y0, x1, y1 = self.box
         out = np.repeat(self.photo[None], len(frames), axis=0)
-        background = out[:, y0:y1, x0:x1].astype(np.float32)
-        for i, frame in enumerate(frames):
-            fitted = resize(frame, (x1 - x0, y1 - y0)).astype(np.float32)
-            mixed = self.alpha * fitted + (1 - self.alpha) * background[i]
-            out[i, y0:y1, x0:x1] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        for target, frame in zip(out, frames):
+            paste(target, self.box, resize(frame, (x1 - x0, y1 - y0)), self.alpha)
         return out
 
 
