@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 from lipsync.errors import ConfigError
 
@@ -120,10 +121,26 @@ SYNCNET_CONFIGS: dict[str, SyncNetRecipe] = {
 
 
 def unet_recipe(name: str) -> UNetRecipe:
-    try:
+    """A built-in config by name, or an upstream-style YAML file (``model`` and ``data`` sections)."""
+    if name in UNET_CONFIGS:
         return UNET_CONFIGS[name]
-    except KeyError:
-        raise ConfigError(f"unknown LatentSync U-Net config {name!r}; choose one of {', '.join(UNET_CONFIGS)}") from None
+    if not name.endswith((".yaml", ".yml")):
+        raise ConfigError(f"unknown LatentSync U-Net config {name!r}; choose one of {', '.join(UNET_CONFIGS)} or give a .yaml file")
+    import yaml
+
+    try:
+        text = yaml.safe_load(Path(name).expanduser().read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read the U-Net config {name}: {err}".splitlines()[0]) from None
+    if not isinstance(text, dict) or not isinstance(text.get("model"), dict):
+        raise ConfigError(f"{name} has no `model` section; is it one of upstream's configs/unet/*.yaml?")
+    data = text.get("data") or {}
+    return UNetRecipe(
+        model=text["model"],
+        resolution=int(data.get("resolution", 256)),
+        num_frames=int(data.get("num_frames", 16)),
+        audio_feat_length=tuple(data.get("audio_feat_length", (2, 2))),
+    )
 
 
 def syncnet_recipe(name: str) -> SyncNetRecipe:

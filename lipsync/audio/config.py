@@ -38,5 +38,22 @@ class HubertEncoderConfig(AudioEncoderConfig):
             raise ValueError(f"audio_encoder.chunk_seconds must be between 0.05 and 600, got {self.chunk_seconds}")
 
 
+@dataclass
+class WhisperEncoderConfig(AudioEncoderConfig):
+    _target_: str = "lipsync.audio.whisper.WhisperAudioEncoder"
+    name: str = "whisper"
+    weights: str = "whisper.tiny"  # registry entry: whisper.tiny | tiny_openai | base | small
+    checkpoint: Optional[str] = None  # a local openai *.pt or Hugging Face model.safetensors instead
+    segments: str = "overlap"  # overlap: seamless long audio | cut: upstream's back-to-back 30 s windows
+    final_norm: bool = False  # LayerNorm the last state as transformers does (Sonic turns it on itself)
+
+    def __post_init__(self) -> None:
+        if not self.weights.startswith("whisper."):
+            raise ValueError(f"audio_encoder.weights must name a whisper.* checkpoint, got {self.weights!r}")
+        if self.segments not in ("overlap", "cut"):
+            raise ValueError(f"audio_encoder.segments must be overlap or cut, got {self.segments!r}")
+
+
 register_schema("audio_encoder", "ave", AVEEncoderConfig)
 register_schema("audio_encoder", "hubert", HubertEncoderConfig)
+register_schema("audio_encoder", "whisper", WhisperEncoderConfig)
