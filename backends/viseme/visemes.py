@@ -30,9 +30,9 @@ class Viseme:
 
 
 VISEMES: dict[str, Viseme] = {
-    "sil": Viseme(0.00, 0.00, 0.0, 1.0, 0.06),
-    "PP": Viseme(0.00, 0.00, 0.0, 8.0, 0.02),  # p b m: lips pressed together
-    "FF": Viseme(0.06, 0.10, 0.0, 5.0, 0.02),  # f v: lower lip under the upper teeth
+    "sil": Viseme(0.00, 0.00, 0.0, 1.5, 0.04),
+    "PP": Viseme(0.00, 0.00, 0.0, 12.0, 0.02),  # p b m: lips pressed together
+    "FF": Viseme(0.06, 0.10, 0.0, 6.0, 0.02),  # f v: lower lip under the upper teeth
     "TH": Viseme(0.18, 0.10, 0.0, 1.5, 0.03),
     "DD": Viseme(0.22, 0.05, 0.0, 0.8, 0.03),  # t d: tongue tip, jaw half open
     "kk": Viseme(0.28, 0.00, 0.0, 0.6, 0.03),

@@ -8,7 +8,9 @@ faces in large frames just as for close-ups.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -47,13 +49,18 @@ class MediaPipeFaceDetector(FaceDetector):
 
     def _models(self):
         if self._detector is None:
-            os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging is chatty
             from mediapipe.python.solutions import face_detection, face_mesh
 
-            self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_confidence)
-            self._mesh = face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
-            )
+            # Mediapipe's C++ side logs a screenful of warnings while it builds its graphs and
+            # runs them the first time; they say nothing a user can act on.
+            with _quiet_stderr():
+                self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_confidence)
+                self._mesh = face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.3
+                )
+                warm = _warm_up_image()
+                self._detector.process(warm)
+                self._mesh.process(warm)
         return self._detector, self._mesh
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -165,3 +172,27 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     return np.ascontiguousarray(image)
+
+
+@contextmanager
+def _quiet_stderr():
+    """Send the process's stderr (file descriptor 2, where C++ libraries log) to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _warm_up_image() -> np.ndarray:
+    """A face to run the graphs on once (scikit-image's astronaut, shipped with a dependency)."""
+    try:
+        from skimage import data
+
+        return np.ascontiguousarray(data.astronaut())
+    except Exception:
+        return np.zeros((256, 256, 3), np.uint8)

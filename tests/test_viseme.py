@@ -1,0 +1,261 @@
+"""backend=viseme: visemes and co-articulation, the face rig, idle motion, rendering, and the quality
+of whole rendered videos, measured with mediapipe on the output frames."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+from skimage import data
+
+from backends.viseme.idle import blink_curve, head_motion
+from backends.viseme.render import MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.rig import MAX_GAP, MouthRig
+from backends.viseme.visemes import coarticulate, mouth_curves
+from lipsync import cli
+from lipsync.api import compose
+from lipsync.audio.phones import Phone, SpeechTrack
+from lipsync.audio.signal import speech_envelope
+from lipsync.compose.warp import triangulate
+from lipsync.face import landmarks as lm
+from lipsync.face.mediapipe import MediaPipeFaceDetector
+from lipsync.media.audio import load_audio
+from lipsync.media.video import VideoSource
+from lipsync.media.writer import VideoWriter
+from lipsync.pipeline import Pipeline
+from lipsync.progress import Reporter
+from tests.conftest import ROOT
+
+SPEECH = ROOT / "assets" / "speech.wav"
+TRANSCRIPT = "Hello! This is a lip sync demo, made on a plain computer. Now I pause, and speak again."
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return MediaPipeFaceDetector()
+
+
+@pytest.fixture(scope="module")
+def astronaut_mesh(detector):
+    return detector.detect(data.astronaut())[0].landmarks
+
+
+def track_of(phones: list[tuple[str, float, float]], duration: float, speech: float = 1.0) -> SpeechTrack:
+    rate = 100.0
+    n = int(duration * rate)
+    return SpeechTrack(duration, [Phone(*p) for p in phones], "aligned", rate,
+                       speech=np.full(n, speech, np.float32), loudness=np.full(n, -20.0, np.float32),
+                       centroid=np.full(n, 1500.0, np.float32))
+
+
+def above_nose(points: np.ndarray, shape) -> np.ndarray:
+    """Pixels above the nose tip along the face's own vertical (the face is slightly tilted)."""
+    from backends.viseme.rig import FaceFrame
+
+    frame = FaceFrame.of(points)
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    v = frame.local(np.stack([xs, ys], axis=-1))[..., 1]
+    return v < frame.local(points[lm.NOSE_TIP])[1]
+
+
+def mouth_openings(detector, path) -> np.ndarray:
+    video = VideoSource(path, 25)
+    frames = video.read(np.arange(len(video)))
+    return np.array([lm.mouth_opening(detector.detect(frame)[0].landmarks) for frame in frames]), frames
+
+
+def run(tmp_path, audio, image=None, video=None, text=None, **overrides):
+    pipe = Pipeline(compose("viseme", {"quiet": True, **overrides}))
+    return pipe.run(audio=audio, output=tmp_path / "out.mp4", image=image, video=video, text=text,
+                    reporter=Reporter(quiet=True))
+
+
+def clip(tmp_path, start: float, stop: float, name: str = "clip.wav"):
+    audio, rate = soundfile.read(SPEECH, dtype="float32")
+    path = tmp_path / name
+    soundfile.write(path, audio[int(start * rate): int(stop * rate)], rate)
+    return path
+
+
+# -- visemes --------------------------------------------------------------------------------------
+
+
+def test_lips_close_for_p_even_between_open_vowels():
+    track = track_of([("SIL", 0, 0.2), ("AA", 0.2, 0.4), ("P", 0.4, 0.46), ("AA", 0.46, 0.7), ("SIL", 0.7, 1.0)], 1.0)
+    times = np.array([0.03, 0.3, 0.43, 0.58, 0.97])
+    shape = coarticulate(track, times)
+    assert shape.open[1] > 0.8 and shape.open[3] > 0.8
+    assert shape.open[2] < 0.15  # the bilabial wins over its open neighbours
+    assert shape.open[0] < 0.02 and shape.open[4] < 0.02
+
+
+def test_rounded_and_spread_vowels():
+    track = track_of([("UW", 0.0, 0.3), ("IY", 0.3, 0.6)], 0.6)
+    shape = coarticulate(track, np.array([0.15, 0.45]))
+    assert shape.round[0] > 0.8 and shape.width[0] < -0.5
+    assert shape.round[1] < 0.1 and shape.width[1] > 0.3
+
+
+def test_no_voice_no_opening_and_intensity_scales():
+    phones = [("AA", 0.0, 1.0)]
+    times = np.linspace(0, 1, 26)
+    assert mouth_curves(track_of(phones, 1.0, speech=0.0), times).open.max() == 0.0
+    normal = mouth_curves(track_of(phones, 1.0), times).open
+    wide = mouth_curves(track_of(phones, 1.0), times, intensity=1.5).open
+    assert normal.max() > 0.3 and np.allclose(wide, 1.5 * normal, atol=1e-4)
+
+
+def test_signal_shapes_follow_loudness_for_unknown_languages():
+    track = track_of([], 1.0)
+    track.phones, track.method = [], "signal"
+    track.loudness[:] = -80.0
+    track.loudness[30:70] = -15.0
+    shape = mouth_curves(track, np.array([0.1, 0.5, 0.9]), smoothing=0.0)
+    assert shape.open[1] > 0.5 and shape.open[0] == 0.0 and shape.open[2] == 0.0
+
+
+# -- rig and rendering -----------------------------------------------------------------------------
+
+
+def test_rig_sets_the_lip_gap_and_keeps_the_upper_face(astronaut_mesh):
+    rig = MouthRig(astronaut_mesh)
+    assert rig.source_gap()[5] > 3.0  # the astronaut smiles with parted lips
+    closed, opened = rig.pose(0.0, 0.0, 0.0), rig.pose(1.0, 0.0, 0.0)
+    gap = lambda pose: float(np.linalg.norm(pose.lower_lip[5] - pose.upper_lip[5]))  # noqa: E731
+    assert gap(closed) < 0.3
+    assert gap(opened) == pytest.approx(MAX_GAP * rig.frame.mouth_width, rel=0.05)
+    # Nothing moves at the nose or above it; the chin drops as the jaw opens.
+    nose = rig.frame.local(astronaut_mesh[lm.NOSE_TIP])[1]
+    high = rig.control_local[:, 1] <= nose + 1.0
+    assert np.allclose(opened.dst[high], opened.src[high], atol=1e-6)
+    chin = list(rig.ids).index(lm.CHIN)
+    assert opened.dst[chin, 1] - opened.src[chin, 1] > 0.2 * MAX_GAP * rig.frame.mouth_width
+
+
+def test_rendering_leaves_everything_above_the_nose_bit_exact(astronaut_mesh):
+    image = data.astronaut()
+    rig = MouthRig(astronaut_mesh)
+    renderer = MouthRenderer()
+    source = closed_mouth_source(image, astronaut_mesh)
+    out = image.copy()
+    renderer.render(source, out, rig, triangulate(rig.src), MouthLook.of(image, astronaut_mesh), 0.9, 0.2, 0.0)
+    above = above_nose(astronaut_mesh, image.shape)
+    assert np.array_equal(out[above], image[above])
+    assert np.abs(out.astype(int) - image).sum() > 0  # the mouth did change
+    # The open mouth: light teeth under the upper lip, darkness behind them.
+    x, y = np.round(astronaut_mesh[13, :2]).astype(int)
+    inside = out[y + 1: y + int(0.3 * rig.frame.mouth_width), x].mean(axis=1)
+    assert inside.max() > 170 and inside.min() < 90
+
+
+def test_idle_motion():
+    times = np.arange(0, 60, 0.04)
+    blinks = blink_curve(times, 20.0, seed=3)
+    starts = np.flatnonzero((blinks[1:] > 0.5) & (blinks[:-1] <= 0.5))
+    assert 10 <= len(starts) <= 30 and blinks.max() == pytest.approx(1.0, abs=0.05)
+    assert not blink_curve(times, 0.0, seed=3).any()
+    assert np.array_equal(blink_curve(times, 20.0, seed=3), blinks)  # reproducible per seed
+    motion = head_motion(times, 1.0, seed=0)
+    assert np.abs(motion.roll).max() < np.radians(1.6) and np.abs(motion.roll).max() > np.radians(0.3)
+    still = head_motion(times, 0.0, seed=0)
+    assert not any(np.any(a) for a in (still.roll, still.shift_x, still.shift_y, still.scale))
+
+
+# -- whole videos -----------------------------------------------------------------------------------
+
+
+def test_still_portrait_mouth_follows_speech_and_upper_face_is_kept(tmp_path, detector):
+    result = run(tmp_path, SPEECH, image="astronaut", text=TRANSCRIPT, blink_rate=0.0, head_motion=0.0)
+    opening, frames = mouth_openings(detector, result.output)
+    times = np.arange(len(frames)) / 25.0
+    envelope = speech_envelope(load_audio(SPEECH), 16000, times)
+    correlation = float(np.corrcoef(opening, envelope)[0, 1])
+    assert correlation >= 0.5, correlation
+    # Silent stretches (a tenth of a second clear of speech on both sides): the mouth is shut.
+    quiet = np.convolve(envelope > 0.02, np.ones(5), "same") == 0
+    assert quiet.sum() > 20
+    assert opening[quiet].max() < 0.06
+    assert np.percentile(opening[envelope > 0.5], 75) > 0.12
+    # Above the nose nothing changes but for the codec's noise: the frames differ from the source
+    # as much as the still encoded alone does, and not at all from one frame to the next.
+    image = data.astronaut()
+    above = above_nose(detector.detect(image)[0].landmarks, image.shape)
+    with VideoWriter(tmp_path / "still.mp4", 25) as writer:
+        writer.write(np.repeat(image[None], 5, axis=0))
+    codec = VideoSource(tmp_path / "still.mp4", 25).read(np.arange(5))[0]
+    noise = np.abs(codec[above].astype(np.int16) - image[above]).mean()
+    upper = frames[:, above].astype(np.int16)
+    assert np.abs(upper - image[above]).mean() < noise + 0.3
+    assert np.abs(upper - upper[:1]).mean(axis=(1, 2)).max() < 0.5
+
+
+def test_idle_motion_moves_the_still_and_the_clip_stays_in_sync(tmp_path):
+    result = run(tmp_path, clip(tmp_path, 0.0, 2.4), image="astronaut", blink_rate=40.0, head_motion=2.0, seed=1)
+    assert result.frames == 60
+    frames = VideoSource(result.output, 25).read(np.arange(60))
+    eyes = frames[:, 90:115, 190:260].astype(np.int16)  # the eye band of the astronaut
+    change = np.abs(eyes - eyes[0]).mean(axis=(1, 2, 3))
+    assert change.max() > 4.0  # blinks and sway show
+
+
+def test_video_is_redriven_and_faceless_frames_pass_through(tmp_path, detector):
+    image = data.astronaut()
+    source = tmp_path / "talk.mp4"
+    blank = {20, 21, 22}
+    with VideoWriter(source, 25) as writer:
+        for k in range(40):
+            frame = np.full_like(image, 128) if k in blank else np.roll(image, k // 4, axis=1)
+            writer.write(frame)
+    result = run(tmp_path, clip(tmp_path, 0.3, 1.9), video=source)
+    assert result.frames == 40
+    assert result.frames_without_face == 3 and any("no face" in w for w in result.warnings)
+    before = VideoSource(source, 25).read(np.arange(40))
+    after = VideoSource(result.output, 25).read(np.arange(40))
+    for k in blank:
+        assert np.abs(after[k].astype(int) - before[k]).mean() < 1.0
+    opening = [lm.mouth_opening(detector.detect(f)[0].landmarks) for f in after[:20]]
+    assert max(opening) > 0.15 and min(opening) < 0.08  # the mouth moves with the speech
+    top = 110
+    assert np.abs(after[:20, :top].astype(int) - before[:20, :top]).mean() < 2.0  # a second encode's loss
+
+
+def test_silent_audio_gives_a_closed_mouth(tmp_path, detector):
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(16000, np.float32), 16000)
+    result = run(tmp_path, silence, image="astronaut", head_motion=0.0)
+    opening, _ = mouth_openings(detector, result.output)
+    assert len(opening) == 25 and opening.max() < 0.06  # the smiling source's lips are closed
+
+
+def test_several_faces_largest_by_default_or_chosen(tmp_path):
+    image = np.full((360, 640, 3), 120, np.uint8)
+    small = cv2.resize(data.astronaut()[20:260, 110:350], (150, 150))
+    large = cv2.resize(data.astronaut()[20:260, 110:350], (240, 240))
+    image[100:250, 30:180] = small
+    image[60:300, 360:600] = large
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    audio = clip(tmp_path, 1.3, 2.3)
+
+    def moving(**overrides):
+        """How much each half of the picture moves over time (the speaking face moves)."""
+        result = run(tmp_path, audio, image=path, blink_rate=0.0, head_motion=0.0, **overrides)
+        frames = VideoSource(result.output, 25).read(np.arange(25)).astype(np.int16)
+        motion = np.abs(frames - frames[:1]).max(axis=(0, 3))
+        return motion[:, :320].max(), motion[:, 320:].max()
+
+    left, right = moving()
+    assert right > 60 and left < 12
+    left, right = moving(**{"face.select": "index", "face.index": 0})
+    assert left > 60 and right < 12
+
+
+def test_no_face_in_the_image_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
+    code = cli.main(["quiet=true", "hydra.run.dir=run", f"input.image={blank}", f"input.audio={SPEECH}", "output.path=out.mp4"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("no face found" in line for line in err)
+    assert not (tmp_path / "out.mp4").exists()
