@@ -1,5 +1,6 @@
 """Schemas of the ``face_detector`` group options that live in the core."""
 from dataclasses import dataclass
+from typing import Optional
 
 from lipsync.config import FaceDetectorConfig, register_schema
 
@@ -18,4 +19,27 @@ class MediaPipeDetectorConfig(FaceDetectorConfig):
             raise ValueError(f"face_detector.min_confidence must be in (0, 1), got {self.min_confidence}")
 
 
+@dataclass
+class InsightFaceDetectorConfig(FaceDetectorConfig):
+    _target_: str = "lipsync.face.insightface.InsightFaceDetector"
+    name: str = "insightface"
+    models_dir: Optional[str] = None  # a folder with det_10g.onnx and 2d106det.onnx instead of the registry's zip
+    det_size: int = 512  # detector input size (LatentSync: 512)
+    min_confidence: float = 0.5
+    max_faces: int = 4
+    bgr: bool = False  # false: RGB frames go in as they are, as LatentSync does
+    device: str = "auto"  # auto (CUDA when onnxruntime has it) | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.det_size <= 2048 or self.det_size % 32:
+            raise ValueError(f"face_detector.det_size must be a multiple of 32 in 32..2048, got {self.det_size}")
+        if not 0.0 < self.min_confidence < 1.0:
+            raise ValueError(f"face_detector.min_confidence must be in (0, 1), got {self.min_confidence}")
+        if not 1 <= self.max_faces <= 32:
+            raise ValueError(f"face_detector.max_faces must be between 1 and 32, got {self.max_faces}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ValueError(f"face_detector.device must be auto, cpu or cuda, got {self.device!r}")
+
+
 register_schema("face_detector", "mediapipe", MediaPipeDetectorConfig)
+register_schema("face_detector", "insightface", InsightFaceDetectorConfig)
