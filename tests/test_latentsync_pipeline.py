@@ -47,13 +47,12 @@ VAE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> dict:
-    """Random tiny U-Net, VAE and Whisper written in the published formats; the overrides that
-    point the backend and the encoder at them."""
+def tiny_files(folder) -> dict:
+    """Random tiny U-Net, VAE and Whisper written in the published formats into ``folder``; the
+    overrides that point the backend and the encoder at them."""
     from diffusers import AutoencoderKL
 
-    folder = tmp_path_factory.mktemp("latentsync-weights")
+    folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     unet = build_unet(UNET)
     for p in unet.parameters():  # the published zero-initialised layers are trained: no zeros here
@@ -80,6 +79,11 @@ def tiny_weights(tmp_path_factory) -> dict:
         "backend.steps": 3,
         "audio_encoder.checkpoint": str(folder / "tiny.pt"),
     }
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> dict:
+    return tiny_files(tmp_path_factory.mktemp("latentsync-weights"))
 
 
 def face_clip(path, frames: int, size: int = 160, fps: float = 25.0) -> None:

@@ -128,6 +128,17 @@ def gaussian_blur(image: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), kernel.view(1, 1, size, 1))
 
 
+def _footprint(matrix, w: int, h: int, width: float, height: float, margin: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (end exclusive) covering where the ``w`` x ``h`` rectangle
+    lands under the inverse of ``matrix`` (crop -> frame), widened by ``margin`` and clipped to
+    ``width`` x ``height``."""
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=np.float64)
+    points = corners @ invert_affine(matrix).astype(np.float64).T
+    x0, y0 = np.floor(points.min(axis=0)).astype(int) - margin
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + margin + 1
+    return max(0, x0), max(0, y0), int(min(width, x1)), int(min(height, y1))
+
+
 @dataclass
 class Crop:
     """Where one frame's face went: its transform and the crop size (w, h) it was warped to."""
@@ -155,10 +166,17 @@ class FaceAligner:
         return Crop(matrix, self.crop_size)
 
     def crop(self, frame: np.ndarray, crop: Crop) -> np.ndarray:
-        """The aligned face, uint8 ``(crop h, crop w, 3)`` (float -> uint8 truncates, as upstream)."""
-        src = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None].float()
+        """The aligned face, uint8 ``(crop h, crop w, 3)`` (float -> uint8 truncates, as upstream).
+
+        Only the part of the frame the crop reads from is converted and sampled."""
         w, h = crop.size
-        out = warp_affine(src, crop.matrix, (h, w), fill=FILL)
+        x0, y0, x1, y1 = _footprint(crop.matrix, w, h, frame.shape[1], frame.shape[0], margin=2)
+        if x0 >= x1 or y0 >= y1:  # the crop lies wholly outside the frame
+            return np.full((h, w, 3), int(FILL), np.uint8)
+        region = np.ascontiguousarray(frame[y0:y1, x0:x1])
+        src = torch.from_numpy(region).to(self.device).permute(2, 0, 1)[None].float()
+        shifted = crop.matrix.astype(np.float64) @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+        out = warp_affine(src, shifted.astype(np.float32), (h, w), fill=FILL)
         return out[0].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
 
     def align(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, Crop]:
@@ -187,14 +205,10 @@ class FaceAligner:
         height, width = frame.shape[:2]
         inverse = invert_affine(crop.matrix)
         w, h = crop.size
-        corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=np.float64)
-        footprint = corners @ inverse.astype(np.float64).T
-        x0, y0 = np.floor(footprint.min(axis=0)).astype(int) - 1
-        x1, y1 = np.ceil(footprint.max(axis=0)).astype(int) + 2
+        bx0, by0, bx1, by1 = _footprint(crop.matrix, w, h, np.inf, np.inf, margin=2)
         # The mask's erosion and blur reach twice the edge width (<= sqrt(footprint area) / 20).
-        margin = 2 * (int(np.sqrt(max(x1 - x0, 1) * max(y1 - y0, 1))) // 20) + 4
-        x0, y0 = max(0, x0 - margin), max(0, y0 - margin)
-        x1, y1 = min(width, x1 + margin), min(height, y1 + margin)
+        margin = 2 * (int(np.sqrt(max(bx1 - bx0, 1) * max(by1 - by0, 1))) // 20) + 4
+        x0, y0, x1, y1 = _footprint(crop.matrix, w, h, width, height, margin=margin + 2)
         soft = torch.zeros((height, width), dtype=torch.float32)
         if x0 >= x1 or y0 >= y1:
             return frame.copy(), soft
