@@ -8,6 +8,8 @@ on landmarks tracked and smoothed by the core.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -64,10 +66,9 @@ class VisemeGenerator(Generator):
 
     def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
         curves = self.curves(job)
-        if job.source == "image":
-            yield from self._still(job, chunks, curves)
-        else:
-            yield from self._video(chunks, curves)
+        frames = self._still(job, chunks, curves) if job.source == "image" else self._video(chunks, curves)
+        # Render the next chunk while the core encodes this one (the encoder releases the GIL).
+        yield from ahead(frames)
 
     # -- a still portrait ------------------------------------------------------------------------
 
@@ -114,6 +115,47 @@ class VisemeGenerator(Generator):
                 self.mouth.render(closed_mouth_source(frame, points), out[k], rig, triangulate(rig.src), look,
                                   curves.open[i], curves.width[i], curves.round[i])
             yield out
+
+
+def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``items`` produced in a worker thread, one item ahead of the consumer; errors re-raised
+    here; the worker stops when the consumer does."""
+    slots: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as err:  # handed to the consumer
+            slots.put((done, err))
+
+    worker = threading.Thread(target=produce, name="viseme-render", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, err = slots.get()
+            if item is done:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
 
 
 def _mesh(face: Face | None, still: bool) -> np.ndarray | None:

@@ -90,10 +90,15 @@ class MouthRenderer:
         box = region(np.concatenate([pose.src, pose.dst]), source.shape, margin=2)
         map_x, map_y = piecewise_affine_map(pose.src, pose.dst, triangles, box)
         patch = remap_region(source, box, map_x, map_y)
-        self._paint_inside(patch, box, pose, look)
+        # The mouth's own box inside the warped one: all painting happens there.
+        mx0, my0, mx1, my1 = region(np.concatenate([pose.upper_lip, pose.lower_lip]), source.shape, margin=2)
+        mouth_box = (max(mx0, box[0]), max(my0, box[1]), min(mx1, box[2]), min(my1, box[3]))
+        inner = patch[mouth_box[1] - box[1]: mouth_box[3] - box[1], mouth_box[0] - box[0]: mouth_box[2] - box[0]]
+        self._paint_inside(inner, mouth_box, pose, look)
         paste(out, box, patch)
 
     def _paint_inside(self, patch: np.ndarray, box, pose: MouthPose, look: MouthLook) -> None:
+        """Paint the mouth's inside into ``patch``, the pixels of ``box``."""
         frame = pose.frame
         mouth = frame.mouth_width
         # Where the lips meet: a soft dark line, fading as they part and the cavity takes over.

@@ -36,7 +36,7 @@ def region(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> B
 def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps ``(map_x, map_y)`` float32 of the box's size: output pixel (x, y) of the box
     reads the source at ``(map_x, map_y)`` (full-image coordinates), so that each ``src[i]`` is
-    drawn at ``dst[i]``."""
+    drawn at ``dst[i]``. Triangles whose corners do not move are skipped (they read themselves)."""
     src = np.asarray(src, np.float64)[:, :2]
     dst = np.asarray(dst, np.float64)[:, :2]
     x0, y0, x1, y1 = box
@@ -44,6 +44,9 @@ def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray
     grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     if width <= 0 or height <= 0 or len(triangles) == 0:
         return grid_x, grid_y
+    triangles = np.asarray(triangles)
+    moved = np.abs(src - dst).max(axis=1) > 1e-6
+    triangles = triangles[moved[triangles].any(axis=1)]
     corners = dst[triangles]  # (T, 3, 2)
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
