@@ -112,7 +112,9 @@ class VisemeGenerator(Generator):
                 seen = MouthLook.of(frame, points)
                 look = seen if look is None else _follow(look, seen)
                 rig = MouthRig(points)
-                self.mouth.render(closed_mouth_source(frame, points), out[k], rig, triangulate(rig.src), look,
+                # The warp reads the frame before it writes it, so the frame can be its own source.
+                source = closed_mouth_source(out[k], points, copy=False)
+                self.mouth.render(source, out[k], rig, triangulate(rig.src), look,
                                   curves.open[i], curves.width[i], curves.round[i])
             yield out
 

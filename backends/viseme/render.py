@@ -59,14 +59,15 @@ def _lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (pixels * lips[:, None]).sum(axis=0) / lips.sum()
 
 
-def closed_mouth_source(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+def closed_mouth_source(image: np.ndarray, points: np.ndarray, copy: bool = True) -> np.ndarray:
     """``image`` with whatever shows between its inner lips (teeth, darkness) painted over from
-    the lips around it, so that lips pulled together meet without a seam of teeth between them."""
+    the lips around it, so that lips pulled together meet without a seam of teeth between them.
+    ``copy=False`` paints ``image`` itself (a frame the mouth warp is about to overwrite)."""
     inner = np.asarray(points)[list(lm.LIPS_INNER), :2]
     box = region(inner, image.shape, margin=4)
     x0, y0, x1, y1 = box
     hole = polygon_mask(box, [inner])
-    out = image.copy()
+    out = image.copy() if copy else image
     if hole.max() < 0.5:
         return out
     hole = cv2.dilate((hole > 0.1).astype(np.uint8), np.ones((3, 3), np.uint8))
