@@ -185,3 +185,19 @@ def test_tracker_on_real_detections(detector):
     faces = FaceTracker().update(detector.detect_batch(np.stack(frames)))
     assert all(f.box[0] < 300 for f in faces)
     assert faces[0].landmarks.shape == (478, 3)
+
+
+def test_batches_refit_faces_between_full_searches(detector):
+    image = data.astronaut()
+    frames = np.stack([np.roll(image, 3 * k, axis=1) for k in range(6)])
+    batched = MediaPipeFaceDetector(redetect_every=3).detect_batch(frames)
+    single = [detector.detect(frame) for frame in frames]
+    for got, want in zip(batched, single):
+        assert len(got) == len(want) == 1
+        assert np.abs(got[0].landmarks[:, :2] - want[0].landmarks[:, :2]).mean() < 1.5
+    # A face that vanishes is searched for afresh, and one that appears is found.
+    frames[2] = 120
+    batched = MediaPipeFaceDetector(redetect_every=3).detect_batch(frames)
+    assert [len(f) for f in batched] == [1, 1, 0, 1, 1, 1]
+    with pytest.raises(ConfigError):
+        MediaPipeFaceDetector(redetect_every=0)
