@@ -2,6 +2,7 @@
 the backend overrides that point the real loaders at them."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -78,14 +79,21 @@ def save_whisper(folder: Path, seed: int = 0) -> str:
     return str(path)
 
 
-def overrides(paths: dict[str, str], whisper: str) -> dict:
+def save_configs(folder: Path) -> dict[str, str]:
+    """The tiny architectures as JSON files (how ``backend.*_config`` takes them); their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, config in (("unet", UNET), ("vae", VAE), ("image_encoder", IMAGE_ENCODER),
+                         ("audio2token", AUDIO2TOKEN), ("audio2bucket", AUDIO2BUCKET)):
+        paths[name] = str(folder / f"{name}.json")
+        Path(paths[name]).write_text(json.dumps(config))
+    return paths
+
+
+def overrides(paths: dict[str, str], configs: dict[str, str], whisper: str) -> dict:
     """Backend and encoder options that make ``backend=sonic`` run the tiny networks."""
     return {
         "checkpoints": paths,
-        "unet_config": UNET,
-        "vae_config": VAE,
-        "image_encoder_config": IMAGE_ENCODER,
-        "audio2token_config": AUDIO2TOKEN,
-        "audio2bucket_config": AUDIO2BUCKET,
+        **{f"{name}_config": path for name, path in configs.items()},
         "audio_encoder.checkpoint": whisper,
     }

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 from lipsync.config import BackendConfig, register_schema
 from lipsync.config import _check_range as _check
@@ -30,14 +30,15 @@ class SonicConfig(BackendConfig):
     decode_chunk_size: int = 8  # frames the temporal VAE decodes together
     audio_adapter_scale: float = 1.0
     half: bool = True  # float16 networks on CUDA (CPU always runs float32)
-    # Local files instead of the registry's (names: unet, audio2token, audio2bucket, vae, image_encoder).
-    checkpoints: Dict[str, Optional[str]] = field(default_factory=dict)
-    # Architectures (constructor configs); null = the published ones.
-    unet_config: Optional[Dict[str, Any]] = None
-    vae_config: Optional[Dict[str, Any]] = None
-    image_encoder_config: Optional[Dict[str, Any]] = None
-    audio2token_config: Optional[Dict[str, Any]] = None
-    audio2bucket_config: Optional[Dict[str, Any]] = None
+    # Local files instead of the registry's, by name (null: the registry's sonic.<name>).
+    checkpoints: Dict[str, Optional[str]] = field(default_factory=lambda: dict.fromkeys(CHECKPOINTS))
+    # Architectures as JSON files (a diffusers/transformers config.json, or constructor arguments
+    # of the audio heads); null = the published ones.
+    unet_config: Optional[str] = None
+    vae_config: Optional[str] = None
+    image_encoder_config: Optional[str] = None
+    audio2token_config: Optional[str] = None
+    audio2bucket_config: Optional[str] = None
 
     def __post_init__(self) -> None:
         _check("backend.steps", self.steps, 1, 1000)

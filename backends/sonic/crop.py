@@ -77,7 +77,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """RGB uint8 image resized (Lanczos) to ``size = (W, H)``; returned as is if already that size."""
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.LANCZOS))
+    return np.array(Image.fromarray(image).resize(tuple(size), Image.LANCZOS))
 
 
 def shift_box(face_xyxy: Sequence[float], box: Box) -> tuple[float, float, float, float]:

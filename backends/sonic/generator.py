@@ -19,7 +19,14 @@ import torch
 from backends.sonic import crop
 from backends.sonic.audio import BUCKET_WINDOW, TOKEN_WINDOW, STATES_PER_UNIT, audio_units, bucket_values, frame_windows
 from backends.sonic.config import CHECKPOINTS
-from backends.sonic.models import load_audio2bucket, load_audio2token, load_image_encoder, load_unet, load_vae
+from backends.sonic.models import (
+    load_audio2bucket,
+    load_audio2token,
+    load_image_encoder,
+    load_unet,
+    load_vae,
+    read_config,
+)
 from backends.sonic.sampler import VAE_SCALE, SamplerSettings, SamplingInputs, WindowPlan, chunks, make_scheduler, sample
 from lipsync.errors import ConfigError, InputError
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
@@ -68,11 +75,11 @@ class SonicGenerator(Generator):
         audio_adapter_scale: float = 1.0,
         half: bool = True,
         checkpoints: Mapping[str, str | None] | None = None,
-        unet_config: Mapping[str, Any] | None = None,
-        vae_config: Mapping[str, Any] | None = None,
-        image_encoder_config: Mapping[str, Any] | None = None,
-        audio2token_config: Mapping[str, Any] | None = None,
-        audio2bucket_config: Mapping[str, Any] | None = None,
+        unet_config: str | None = None,
+        vae_config: str | None = None,
+        image_encoder_config: str | None = None,
+        audio2token_config: str | None = None,
+        audio2bucket_config: str | None = None,
     ):
         self.settings = SamplerSettings(
             steps=steps,
@@ -94,8 +101,8 @@ class SonicGenerator(Generator):
         self.audio_adapter_scale = audio_adapter_scale
         self.half = half
         self.overrides = {f"sonic.{k}": v for k, v in (checkpoints or {}).items() if v}
-        self.configs = {"unet": unet_config, "vae": vae_config, "image_encoder": image_encoder_config,
-                        "audio2token": audio2token_config, "audio2bucket": audio2bucket_config}
+        self.config_files = {"unet": unet_config, "vae": vae_config, "image_encoder": image_encoder_config,
+                             "audio2token": audio2token_config, "audio2bucket": audio2bucket_config}
         self.device = "cpu"
         self.dtype = torch.float32
 
@@ -117,7 +124,7 @@ class SonicGenerator(Generator):
         paths = require([f"sonic.{name}" for name in CHECKPOINTS], self.overrides)
         self.device = device
         self.dtype = torch.float16 if self.half and str(device).startswith("cuda") else torch.float32
-        cfg, dtype = self.configs, self.dtype
+        cfg, dtype = {name: read_config(path) for name, path in self.config_files.items()}, self.dtype
         self.unet = load_unet(paths["sonic.unet"], cfg["unet"], self.audio_adapter_scale, dtype).to(device)
         self.vae = load_vae(paths["sonic.vae"], cfg["vae"], dtype).to(device)
         self.image_encoder = load_image_encoder(paths["sonic.image_encoder"], cfg["image_encoder"], dtype).to(device)

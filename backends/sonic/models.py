@@ -8,6 +8,7 @@ saves.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,6 +16,7 @@ import torch
 
 from backends.sonic.audio import AudioToBucket, AudioToTokens
 from backends.sonic.unet import AUDIO_TOKENS, SonicUNet, build_unet
+from lipsync.errors import ConfigError, first_line
 from lipsync.weights import load_into, load_state_dict
 
 # stabilityai/stable-video-diffusion-img2vid-xt unet/config.json (the architecture of unet.pth)
@@ -77,6 +79,18 @@ def _fill(module: torch.nn.Module, path: str | Path, dtype: Dtype, remap=None) -
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_state_dict(path).items()}
     load_into(module, state, remap=remap, source=str(path))
     return module.eval().requires_grad_(False)
+
+
+def read_config(path: str | Path | None) -> dict[str, Any] | None:
+    """An architecture from a JSON file (diffusers' and transformers' ``config.json`` included:
+    their ``_``-prefixed bookkeeping keys are dropped); None for None."""
+    if path is None:
+        return None
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read the architecture file {path}: {first_line(err)}") from None
+    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def load_unet(path: str | Path, config: Mapping[str, Any] | None = None, adapter_scale: float = 1.0,
