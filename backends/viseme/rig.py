@@ -185,7 +185,7 @@ class EyeRig:
     def pose(self, closed: float) -> np.ndarray:
         """Target positions of ``src`` at ``closed`` in [0, 1]."""
         closed = float(np.clip(closed, 0.0, 1.0))
-        drop = closed * (self.lower[1:-1] - self.upper[1:-1]) * 0.96
+        drop = closed * (self.lower[1:-1] - self.upper[1:-1])
         upper = self.upper.copy()
         upper[1:-1] += drop
         return np.concatenate([upper, self.lower[1:-1], self.skin + 0.45 * drop, self.anchors])
