@@ -115,3 +115,22 @@ def test_paste_back_keeps_the_photo_outside_and_the_crop_inside():
 
 def test_shift_box_clips_to_the_crop():
     assert crop.shift_box((5, 10, 50, 70), (10, 20, 40, 60)) == (0, 0, 30, 40)
+
+
+def test_whisper_states_are_the_ones_sonic_was_trained_on():
+    """transformers' feature extractor per 30 s chunk + hidden_states (last one LayerNorm'd),
+    whatever the encoder option's own final_norm."""
+    from transformers import WhisperFeatureExtractor
+
+    from backends.sonic.generator import whisper_states
+    from lipsync.audio.whisper import WhisperEncoderNet, WhisperStates
+
+    torch.manual_seed(0)
+    net = WhisperEncoderNet.from_dims(**sonic_tiny.WHISPER)
+    audio = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.1).astype(np.float32)
+    states = whisper_states(WhisperStates(net, audio, final_norm=False))
+    mel = WhisperFeatureExtractor()(audio, sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        reference = net.states(mel, final_norm=True)[0].transpose(0, 1)[: len(states)]
+    assert states.shape == (150, 3, 32)
+    assert torch.allclose(states, reference, atol=1e-4)

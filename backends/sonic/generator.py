@@ -246,14 +246,16 @@ class SonicGenerator(Generator):
 
 
 def whisper_states(features: Any) -> torch.Tensor:
-    """Whisper-tiny states ``(T, 5, 384)`` at 50 per second from the audio encoder's output: the
-    input of the first block and each block's output, the last after the final LayerNorm (as
-    transformers' ``hidden_states``, which Sonic was trained on, whatever ``final_norm`` the
-    encoder was configured with)."""
+    """Whisper-tiny states ``(T, 5, 384)`` at 50 per second from the audio encoder's output, as
+    Sonic was trained on them: transformers' ``hidden_states`` (the input of the first block and
+    each block's output, the last after the final LayerNorm) of ``WhisperFeatureExtractor``
+    features (each 30 s of audio zero-padded and scaled by its own peak), whatever the encoder's
+    ``final_norm``; its ``segments`` choice is kept."""
     from lipsync.audio.whisper import WhisperStates
 
     if not isinstance(features, WhisperStates):
         raise ConfigError("backend sonic needs whisper encoder states: set audio_encoder=whisper")
-    if not features.final_norm:
-        features = WhisperStates(features.net, features.audio, segments=features.segments, final_norm=True)
+    if not (features.final_norm and features.pad_audio):
+        features = WhisperStates(features.net, features.audio, segments=features.segments, final_norm=True,
+                                 pad_audio=True)
     return features[0:len(features)]

@@ -215,26 +215,31 @@ class WhisperStates:
 
     ``states[a:b]`` -> float32 ``(b - a, layers + 1, d)`` on the CPU; ``len(states)`` = mel frames // 2
     (as upstream keeps them). Windows are cached a few at a time, so reading in order computes
-    each once and memory does not grow with the clip.
+    each once and memory does not grow with the clip. The log-mel is openai's ``transcribe``'s
+    (the whole clip's, scaled by its peak, zero-padded after scaling), or with ``pad_audio``
+    transformers' ``WhisperFeatureExtractor``'s (each window's 30 s of audio zero-padded, scaled
+    by its own peak; Sonic's features).
     """
 
     frame_rate: ClassVar[float] = STATE_RATE
 
     def __init__(self, net: WhisperEncoderNet, audio: np.ndarray, segments: str = "overlap",
-                 final_norm: bool = False, overlap_seconds: float = 10.0, fade_seconds: float = 5.0):
+                 final_norm: bool = False, overlap_seconds: float = 10.0, fade_seconds: float = 5.0,
+                 pad_audio: bool = False):
         if segments not in ("overlap", "cut"):
             raise ConfigError(f"whisper segments must be overlap or cut, got {segments!r}")
         self.net = net
         self.audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         self.segments = segments
         self.final_norm = final_norm
+        self.pad_audio = pad_audio
         self.n_mels = net.config.num_mel_bins
         self.mel_frames = len(self.audio) // HOP  # the centred STFT's last frame is dropped
         if self.mel_frames < 2:
             raise InputError("audio too short for Whisper features (less than 20 ms)")
         self.length = self.mel_frames // 2
         self.window = WINDOW_MEL // 2  # states per window
-        self.peak = self._peak()
+        self.peak = None if pad_audio else self._peak()
         if segments == "cut" or self.length <= self.window:
             self.starts = list(range(0, self.length, self.window))
             self.fade = 0
@@ -265,9 +270,12 @@ class WhisperStates:
             self._cache.move_to_end(index)
             return self._cache[index]
         start = 2 * self.starts[index]
-        stop = min(start + WINDOW_MEL, self.mel_frames)
-        mel = normalize_log_mel(log_mel_frames(self.audio, start, stop, self.n_mels), self.peak)
-        mel = torch.nn.functional.pad(mel, (0, WINDOW_MEL - mel.shape[1]))
+        if self.pad_audio:
+            mel = self._padded_audio_mel(start)
+        else:
+            stop = min(start + WINDOW_MEL, self.mel_frames)
+            mel = normalize_log_mel(log_mel_frames(self.audio, start, stop, self.n_mels), self.peak)
+            mel = torch.nn.functional.pad(mel, (0, WINDOW_MEL - mel.shape[1]))
         param = next(self.net.parameters())
         with torch.no_grad():
             states = self.net.states(mel[None].to(param.device, param.dtype), self.final_norm)[0]
@@ -276,6 +284,14 @@ class WhisperStates:
         if len(self._cache) > 3:
             self._cache.popitem(last=False)
         return states
+
+    def _padded_audio_mel(self, start: int) -> torch.Tensor:
+        """The normalised log-mel of the 30 s of audio from mel frame ``start``, zero-padded as
+        audio and scaled by its own peak: transformers' ``WhisperFeatureExtractor`` on that chunk."""
+        chunk = self.audio[start * HOP:(start + WINDOW_MEL) * HOP]
+        chunk = np.pad(chunk, (0, WINDOW_MEL * HOP - len(chunk)))
+        log_mel = log_mel_frames(chunk, 0, WINDOW_MEL, self.n_mels)
+        return normalize_log_mel(log_mel, float(log_mel.max()))
 
     def __getitem__(self, item: slice) -> torch.Tensor:
         if not isinstance(item, slice) or item.step not in (None, 1):
