@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lipsync.audio.signal import smooth
+
 BLINK_CLOSE, BLINK_HOLD, BLINK_OPEN = 0.08, 0.05, 0.14  # seconds
 MIN_BLINK_GAP = 1.2
 
@@ -75,8 +77,6 @@ def head_motion(times: np.ndarray, amount: float, seed: int, loudness: np.ndarra
     scale = sway(0.006)
     if loudness is not None and len(loudness) == len(times) and len(times) > 2:
         # A nod: the head dips slightly on loud syllables (smoothed over ~0.25 s).
-        width = max(1, int(round(0.25 / max(np.median(np.diff(times)), 1e-3))))
-        kernel = np.hanning(2 * width + 1)
-        nod = np.convolve(np.pad(loudness, width, mode="edge"), kernel / kernel.sum(), "valid")
+        nod = smooth(loudness, 0.1 / max(float(np.median(np.diff(times))), 1e-3))
         shift_y = shift_y + (0.012 * (nod - nod.mean())).astype(np.float32)
     return HeadMotion(*(amount * x for x in (roll, shift_x, shift_y, scale)))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipsync.audio.phones import SILENCE, SpeechTrack
+from lipsync.audio.signal import smooth
 
 
 @dataclass(frozen=True)
@@ -146,16 +147,7 @@ def mouth_curves(track: SpeechTrack, times: np.ndarray, smoothing: float = 0.03,
     if smoothing > 0 and len(times) > 1:
         step = float(np.median(np.diff(times)))
         sigma = smoothing / step
-        curves = MouthCurves(*(_gaussian(c, sigma) for c in (curves.open, curves.width, curves.round)))
+        curves = MouthCurves(*(smooth(c, sigma) for c in (curves.open, curves.width, curves.round)))
     curves.open = np.clip(curves.open, 0.0, 1.5).astype(np.float32)
     return curves
 
-
-def _gaussian(values: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma < 0.3:
-        return values.astype(np.float32)
-    radius = int(np.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(values.astype(np.float64), radius, mode="edge")
-    return np.convolve(padded, kernel, mode="valid").astype(np.float32)

@@ -51,13 +51,21 @@ def speech_envelope(audio: np.ndarray, sample_rate: int, times: np.ndarray, smoo
     """Loudness above the clip's noise floor, in [0, 1], at ``times`` (seconds): the yardstick a
     mouth's opening is expected to follow. 0 is silence, 1 the clip's loud speech (its 95th
     percentile)."""
-    level = loudness_db(audio, sample_rate)
-    if smooth_seconds > 0:
-        width = max(1, int(round(smooth_seconds * FEATURE_RATE)))
-        level = np.convolve(np.pad(level, width, mode="edge"), np.hanning(2 * width + 1) / np.hanning(2 * width + 1).sum(), "same")[width:-width]
+    level = smooth(loudness_db(audio, sample_rate), smooth_seconds * FEATURE_RATE / 2)
     floor = max(float(np.percentile(level, 5)), SILENCE_DB)
     top = float(np.percentile(level, 95))
     if top - floor < 6.0:  # no speech to speak of: a flat envelope
         return np.zeros(len(times), np.float32)
     norm = ((level - floor - 6.0) / (top - floor - 6.0)).clip(0, 1)
     return np.interp(times, np.arange(len(norm)) / FEATURE_RATE, norm).astype(np.float32)
+
+
+def smooth(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A 1-D track blurred by a Gaussian of ``sigma`` samples (ends held, so edges do not sag)."""
+    values = np.asarray(values, np.float32)
+    if sigma < 0.3 or len(values) < 2:
+        return values
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    padded = np.pad(values.astype(np.float64), radius, mode="edge")
+    return np.convolve(padded, kernel / kernel.sum(), mode="valid").astype(np.float32)
