@@ -6,7 +6,7 @@ import pytest
 
 from lipsync.compose.blend import blend, paste
 from lipsync.compose.masks import ellipse_mask, feather_mask, polygon_mask, smoothstep
-from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map, smooth_map, triangulate
+from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map, triangulate
 
 
 def grid_points(n: int = 5, size: float = 40.0) -> np.ndarray:
@@ -49,11 +49,9 @@ def test_collapsed_triangles_are_skipped():
     assert np.isfinite(map_x).all() and np.isfinite(map_y).all()
 
 
-def test_smooth_and_similarity_maps():
+def test_similarity_map():
     box = (10, 20, 40, 50)
     gx, gy = np.meshgrid(np.arange(10, 40, dtype=np.float32), np.arange(20, 50, dtype=np.float32))
-    sx, sy = smooth_map(gx.copy(), gy.copy(), box, 2.0)
-    assert np.allclose(sx, gx) and np.allclose(sy, gy)
     shift = np.array([[1, 0, 4.0], [0, 1, -2.0]])
     full = np.ones((30, 30), np.float32)
     mx, my = similarity_map(box, shift, full)

@@ -79,18 +79,6 @@ def remap_region(image: np.ndarray, box: Box, map_x: np.ndarray, map_y: np.ndarr
     return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def smooth_map(map_x: np.ndarray, map_y: np.ndarray, box: Box, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The maps with their displacement (not the coordinates) Gaussian-blurred: removes the creases
-    a piecewise-affine map has along triangle edges. Identity stays identity."""
-    if sigma <= 0:
-        return map_x, map_y
-    x0, y0, x1, y1 = box
-    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    dx = cv2.GaussianBlur(map_x - grid_x, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-    dy = cv2.GaussianBlur(map_y - grid_y, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-    return grid_x + dx, grid_y + dy
-
-
 def similarity_map(box: Box, matrix: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps that move the picture by the 2x3 affine ``matrix`` where ``weight`` (the box's
     size, 0..1) is 1, and leave it where ``weight`` is 0, blending smoothly in between."""
