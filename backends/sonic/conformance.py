@@ -129,6 +129,7 @@ def sampling_loop(fx: Fixture) -> dict:
         fps=float(args["fps"]),
         image_guidance=_scale_range(args, "1"),
         audio_guidance=_scale_range(args, "2"),
+        strength=float(args.get("i2i_noise_strength", 1.0)),
     )
     with torch.no_grad():
         latents = sample(unet, make_scheduler(fx.config["scheduler_config"]), inputs, settings)

@@ -104,6 +104,7 @@ class SamplerSettings:
     fps: float = 12.5
     image_guidance: tuple[float, float] = (2.0, 2.0)
     audio_guidance: tuple[float, float] = (7.5, 7.5)
+    strength: float = 1.0  # img2img strength: the share of the schedule that is run (Sonic: all)
 
 
 def sample(unet, scheduler: EulerDiscreteScheduler, inputs: SamplingInputs, settings: SamplerSettings,
@@ -118,11 +119,12 @@ def sample(unet, scheduler: EulerDiscreteScheduler, inputs: SamplingInputs, sett
     num_frames = inputs.noise.shape[1]
     plan = WindowPlan(num_frames, settings.frames_per_batch, settings.overlap, settings.shift_offset)
     scheduler.set_timesteps(settings.steps, device=device)
-    timesteps = scheduler.timesteps
+    skipped = settings.steps - min(int(settings.steps * settings.strength), settings.steps)
+    timesteps = scheduler.timesteps[skipped * scheduler.order:]
     g_image = guidance_scales(*settings.image_guidance, len(timesteps))
     g_audio = guidance_scales(*settings.audio_guidance, len(timesteps))
 
-    # img2img at strength 1: the reference latent noised to the first sigma, not pure noise
+    # img2img: the reference latent noised to the first sigma run, not pure noise
     latents = scheduler.add_noise(inputs.ref_latents[:, None], inputs.noise, timesteps[:1])
     image_latents = inputs.image_latents.to(device=device, dtype=dtype)
     image_rows = torch.cat([torch.zeros_like(image_latents), image_latents, image_latents])[:, None]
