@@ -1,8 +1,10 @@
 """Schema of ``backend=synctalk2d`` (defaults in conf/backend/synctalk2d.yaml). No torch import here."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+from hydra.core.config_store import ConfigStore
 
 from lipsync.config import BackendConfig, register_schema
 from lipsync.config import _check_range as _check
@@ -45,3 +47,74 @@ class SyncTalk2DConfig(BackendConfig):
 
 
 register_schema("backend", "synctalk2d", SyncTalk2DConfig)
+
+
+# -- training (tools/synctalk2d_train.py, conf/train/synctalk2d.yaml) ----------------------------
+@dataclass
+class SyncNetTrainConfig:
+    train: bool = True  # false: use ``checkpoint`` (or train the U-Net without sync loss)
+    checkpoint: Optional[str] = None  # an existing SyncNet to use instead of training one
+    epochs: int = 100
+    max_steps: Optional[int] = None  # stop early after this many optimiser steps
+    batch_size: int = 16
+    lr: float = 1e-3
+    negatives: float = 0.5  # share of off-sync pairs (upstream trained on in-sync pairs only)
+    min_offset: int = 5  # off-sync audio is at least this many frames away
+
+    def __post_init__(self) -> None:
+        _check("train.syncnet.epochs", self.epochs, 1, 100_000)
+        _check("train.syncnet.batch_size", self.batch_size, 1, 4096)
+        _check("train.syncnet.negatives", self.negatives, 0.0, 1.0)
+        _check("train.syncnet.min_offset", self.min_offset, 1, 10_000)
+        if self.max_steps is not None:
+            _check("train.syncnet.max_steps", self.max_steps, 1, 100_000_000)
+
+
+@dataclass
+class UNetTrainConfig:
+    epochs: int = 100
+    max_steps: Optional[int] = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    perceptual_weight: float = 0.01
+    sync_weight: float = 10.0  # used when a SyncNet is trained or given
+    save_every: int = 5  # epochs between numbered checkpoints (the last one is always saved)
+
+    def __post_init__(self) -> None:
+        _check("train.unet.epochs", self.epochs, 1, 100_000)
+        _check("train.unet.batch_size", self.batch_size, 1, 4096)
+        _check("train.unet.save_every", self.save_every, 1, 100_000)
+        if self.max_steps is not None:
+            _check("train.unet.max_steps", self.max_steps, 1, 100_000_000)
+
+
+@dataclass
+class PerceptualConfig:
+    vgg_weights: Optional[str] = None  # local torchvision vgg19 file; default: synctalk2d.vgg19
+    allow_random: bool = False  # random VGG when the weights are missing (tests only)
+
+
+@dataclass
+class SyncTalk2DTrainConfig:
+    person: Optional[str] = None  # prepared dataset folder
+    out_dir: Optional[str] = None  # default: <person>/train
+    mode: str = "ave"  # audio features: ave | hubert
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0  # data-loading processes
+    resume: bool = True  # continue from <out_dir>/<stage>/last.pt when present
+    interpolation: str = "cubic"  # crop resize: cubic as at inference (upstream trained with linear)
+    quiet: bool = False
+    syncnet: SyncNetTrainConfig = field(default_factory=SyncNetTrainConfig)
+    unet: UNetTrainConfig = field(default_factory=UNetTrainConfig)
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("ave", "hubert"):
+            raise ValueError(f"train.mode must be ave or hubert, got {self.mode!r}")
+        if self.interpolation not in ("cubic", "linear"):
+            raise ValueError(f"train.interpolation must be cubic or linear, got {self.interpolation!r}")
+        _check("train.workers", self.workers, 0, 64)
+
+
+ConfigStore.instance().store(name="synctalk2d_train_schema", node=SyncTalk2DTrainConfig)

@@ -125,7 +125,6 @@ class SyncTalk2DGenerator(Generator):
         self.check_weights()
         net = load_unet(self.checkpoint_path, self.mode, "cpu")
         self._checkpoint = None  # the state dict now lives in the network
-        self.use_parsing = self.use_parsing and self.dataset().parsing_dir is not None
         self.runner = build_runner(net, self.runtime, self.precision, device, self._calibration, tag=self.dataset().root.name)
 
     def _calibration(self):
@@ -187,9 +186,10 @@ class SyncTalk2DGenerator(Generator):
             if region is not None:
                 inners.append(region.inner)
                 rows.append(output)
-                if self.use_parsing:
+                parsing = self.dataset().parsing(template) if self.use_parsing else None
+                if parsing is not None:
                     x0, y0, x1, y1 = region.box
-                    keep = keep_original(self.dataset().parsing(template)[y0:y1, x0:x1])
+                    keep = keep_original(parsing[y0:y1, x0:x1])
             frames.append(frame)
             regions.append(region)
             keeps.append(keep)
