@@ -20,6 +20,7 @@ from lipsync.media.video import VideoSource
 from lipsync.media.writer import VideoWriter
 from lipsync.pipeline import Pipeline
 from lipsync.progress import Reporter
+from lipsync.protocol import Chunk, Face, Job
 from tests.conftest import tone
 from tests.test_whisper import _to_openai
 
@@ -156,3 +157,45 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_weights, case):
     with pytest.raises(InputError) as err:
         run(tmp_path, tiny_weights, seconds, video)
     assert "\n" not in str(err.value)
+
+
+def _mesh_face(center: tuple[float, float], scale: float) -> Face:
+    """A face whose mediapipe mesh has just the points LatentSync aligns with."""
+    cx, cy = center
+    mesh = np.zeros((478, 3), np.float32)
+    mesh[[70, 63, 105, 66, 107], :2] = (cx - 0.5 * scale, cy - 0.3 * scale)
+    mesh[[300, 293, 334, 296, 336], :2] = (cx + 0.5 * scale, cy - 0.3 * scale)
+    mesh[[197, 195, 5], :2] = (cx, cy)
+    box = np.array([cx - scale, cy - scale, cx + scale, cy + scale], np.float32)
+    return Face(box, 0.9, np.zeros((5, 2), np.float32), mesh, "mediapipe478")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_generator_streams_groups_and_passes_faceless_frames(tmp_path, tiny_weights, dtype):
+    from backends.latentsync.generator import LatentSyncGenerator
+    from lipsync.audio.whisper import WhisperAudioEncoder
+
+    checkpoints = {k.rsplit(".", 1)[1]: v for k, v in tiny_weights.items() if k.startswith("backend.checkpoints.")}
+    gen = LatentSyncGenerator(checkpoints=checkpoints, unet_config=tiny_weights["backend.unet_config"], steps=2,
+                              num_frames=4, dtype=dtype, deepcache=dtype == "float32", deepcache_interval=2)
+    gen.load("cpu")
+    encoder = WhisperAudioEncoder(checkpoint=tiny_weights["audio_encoder.checkpoint"])
+    audio = tone(0.5)
+    job = Job(num_frames=12, fps=25.0, audio=audio, sample_rate=16000, features=encoder.encode(audio, 16000), source="video")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (12, 96, 128, 3), dtype=np.uint8)
+    faces = [_mesh_face((64 + i, 48), 24.0) for i in range(12)]
+    faces[5] = faces[6] = None
+    pulled = []
+
+    def chunks():
+        for start in range(0, 12, 5):  # chunks that do not line up with the 4-frame groups
+            pulled.append(start)
+            yield Chunk(start, min(5, 12 - start), frames[start:start + 5], faces[start:start + 5])
+
+    out = np.concatenate(list(gen.generate(job, chunks())))
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert pulled == [0, 5, 10]
+    assert np.array_equal(out[5], frames[5]) and np.array_equal(out[6], frames[6])
+    changed = [not np.array_equal(out[i], frames[i]) for i in range(12)]
+    assert all(changed[:5]) and all(changed[7:])

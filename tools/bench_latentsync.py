@@ -43,7 +43,7 @@ def bench_unet(args) -> None:
     model = dict(UNET_CONFIGS[args.config].model)
     device = args.device
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
-    net = build_unet(model).to(device, dtype).eval()
+    net = torch.nn.Module.to(build_unet(model), device, dtype).eval()
     size = args.resolution // 8
     batch = 2  # classifier-free guidance: silent + voiced
     sample = torch.randn(batch, model["in_channels"], args.frames, size, size, device=device, dtype=dtype)
@@ -75,7 +75,7 @@ def bench_unet(args) -> None:
     print(f"  full call      {t_full:8.3f} s   ({sum(p.numel() for p in net.parameters()) / 1e9:.2f} B parameters)")
     print(f"  cached call    {t_cached:8.3f} s   ({t_full / t_cached:.1f}x cheaper)")
     print(f"  {steps} steps      {plain:8.2f} s plain, {deep:.2f} s with DeepCache every {interval} ({plain / deep:.2f}x)")
-    print(f"  denoising      {per_frame:8.3f} s per video frame plain ({1 / per_frame:.2f} frames/s)")
+    print(f"  denoising      {per_frame:8.3f} s per video frame plain ({1 / per_frame:.3g} frames/s)")
 
 
 def bench_whisper(args) -> None:
