@@ -4,9 +4,9 @@ Per run: the face is framed (square crop around it, shorter side scaled to ``min
 and both sides rounded to 64), the portrait is encoded once by the VAE and by CLIP, whisper-tiny's
 states give every 12.5 fps frame its audio tokens and motion buckets, and the shifted-window
 sampler denoises all frames' latents together (``sampler.py``). The VAE then decodes the latents
-``decode_chunk_size`` frames at a time as the core asks for chunks, so only latents (about 64 kB
-per frame at 512 px) are held for the whole clip, never its pixels; the interpolator lifts
-12.5 fps to the output rate.
+``decode_chunk_size`` frames at a time as the core asks for chunks: what is held for the whole
+clip is its latents (4 x 64 x 64 float32 per frame at 512 px, in host memory) and whisper states,
+never its pixels. The interpolator lifts 12.5 fps to the output rate.
 """
 from __future__ import annotations
 
