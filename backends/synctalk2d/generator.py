@@ -125,9 +125,9 @@ class SyncTalk2DGenerator(Generator):
         self.check_weights()
         net = load_unet(self.checkpoint_path, self.mode, "cpu")
         self._checkpoint = None  # the state dict now lives in the network
-        self.runner = build_runner(net, self.runtime, self.precision, device, self._calibration, tag=self.dataset().root.name)
+        self.runner = build_runner(net, self.runtime, self.precision, device, self.calibration_batches, tag=self.dataset().root.name)
 
-    def _calibration(self):
+    def calibration_batches(self):
         """int8 calibration batches: the person's own crops with their own audio features."""
         features = self.dataset().audio_features(self.mode)
         picks = np.linspace(0, len(self.dataset()) - 1, num=min(16, len(self.dataset()))).round().astype(int)
