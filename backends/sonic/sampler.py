@@ -65,7 +65,9 @@ def guidance_scales(first: float, last: float, steps: int) -> torch.Tensor:
 def added_time_ids(motion_buckets: torch.Tensor, frames: list[int], fps: float) -> torch.Tensor:
     """SVD micro-conditioning of one window: ``[fps, bucket0, bucket1]``, the buckets averaged over
     the window's frames (a frame listed twice counts twice)."""
-    buckets = motion_buckets[torch.tensor(frames, device=motion_buckets.device)].mean(dim=0)
+    picked = motion_buckets[torch.tensor(frames, device=motion_buckets.device)]
+    # averaged in upstream's (1, F, 2, 1) layout so the float32 sum runs in the same order
+    buckets = picked.reshape(1, len(frames), -1, 1).mean(dim=1).flatten()
     return torch.tensor([fps, float(buckets[0]), float(buckets[1])], dtype=torch.float32)
 
 
