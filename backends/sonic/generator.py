@@ -181,7 +181,7 @@ class SonicGenerator(Generator):
     def _denoise(self, job: Job, framing: Framing) -> torch.Tensor:
         device, dtype = self.device, self.dtype
         width, height = framing.size
-        picture = torch.from_numpy(framing.reference).to(device).permute(2, 0, 1)[None].float() / 255.0
+        picture = torch.tensor(framing.reference, device=device).permute(2, 0, 1)[None].float() / 255.0
         latent = self.vae.encode((picture * 2 - 1).to(dtype)).latent_dist
         image_latents = latent.mode().float()
         clip_embeds = self.image_encoder(self._clip_pixels(framing.reference)).image_embeds.float()
@@ -218,7 +218,7 @@ class SonicGenerator(Generator):
     def _clip_pixels(self, reference: np.ndarray) -> torch.Tensor:
         """CLIP input: the picture squashed to the encoder's square size (Lanczos), normalised."""
         side = self.image_encoder.config.image_size
-        square = torch.from_numpy(crop.resize(reference, (side, side))).permute(2, 0, 1).float() / 255.0
+        square = torch.tensor(crop.resize(reference, (side, side))).permute(2, 0, 1).float() / 255.0
         mean = torch.tensor(CLIP_MEAN)[:, None, None]
         std = torch.tensor(CLIP_STD)[:, None, None]
         return ((square - mean) / std)[None].to(self.device, self.dtype)

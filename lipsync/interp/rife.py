@@ -153,7 +153,7 @@ class RifeInterpolator(Interpolator):
 
 
 def _to_tensor(frames: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    return torch.tensor(frames, device=device).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _to_uint8(frames: torch.Tensor) -> np.ndarray:
