@@ -49,7 +49,7 @@ def compose(backend: str = "viseme", overrides: dict[str, Any] | list[str] | Non
     try:
         with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=items)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise ConfigError(config_error_line(err)) from None
     finally:
         state.clear()

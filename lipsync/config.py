@@ -62,8 +62,8 @@ class OutputConfig:
     preset: str = "medium"  # x264 speed/size trade-off
 
     def __post_init__(self) -> None:
-        _check_range("output.fps", self.fps, 1, 120)
-        _check_range("output.crf", self.crf, 0, 51)
+        check_range("output.fps", self.fps, 1, 120)
+        check_range("output.crf", self.crf, 0, 51)
         presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
         if self.preset not in presets:
             raise ValueError(f"output.preset must be one of {', '.join(presets)}, got {self.preset!r}")
@@ -84,9 +84,9 @@ class FaceConfig:
     max_gap: int = 5  # frames a tracked face may vanish and still be the same person
 
     def __post_init__(self) -> None:
-        _check_range("face.index", self.index, 0, 64)
-        _check_range("face.smoothing", self.smoothing, 0.0, 1.0)
-        _check_range("face.max_gap", self.max_gap, 0, 1000)
+        check_range("face.index", self.index, 0, 64)
+        check_range("face.smoothing", self.smoothing, 0.0, 1.0)
+        check_range("face.max_gap", self.max_gap, 0, 1000)
         if self.point is not None and len(self.point) != 2:
             raise ValueError(f"face.point must be [x, y], got {list(self.point)}")
         if self.select == FaceSelect.point and self.point is None:
@@ -141,7 +141,7 @@ class LipsyncConfig:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.chunk_size is not None:
-            _check_range("chunk_size", self.chunk_size, 1, 4096)
+            check_range("chunk_size", self.chunk_size, 1, 4096)
 
 
 SCHEMA_BASES: dict[str, type] = {
@@ -187,14 +187,23 @@ def validate(cfg: DictConfig) -> None:
 
 
 def config_error_line(err: BaseException) -> str:
-    """One line from an OmegaConf/Hydra error (their messages span several lines)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    keep = [line for line in lines if not line.startswith(("full_key", "object_type", "reference_type", "msg"))]
-    text = keep[0] if keep else (lines[0] if lines else type(err).__name__)
-    full_key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+    """One line from an OmegaConf/Hydra error (their messages span several lines; Hydra's
+    "Could not override" keeps the reason in the error it wraps)."""
+
+    def useful(error: BaseException) -> tuple[str, str]:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        keep = [line for line in lines if not line.startswith(("full_key", "object_type", "reference_type", "msg"))]
+        key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "")
+        return (keep[0] if keep else (lines[0] if lines else type(error).__name__)), key
+
+    text, full_key = useful(err)
+    if err.__cause__ is not None:
+        reason, cause_key = useful(err.__cause__)
+        text = f"{text.rstrip('.')}: {reason}"
+        full_key = full_key or cause_key
     return f"{text} (at {full_key})" if full_key and full_key not in text else text
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
+def check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")

@@ -114,7 +114,7 @@ class Pipeline:
     ) -> Result:
         reporter = reporter or Reporter(quiet=bool(self.cfg.quiet))
         source_kind = self._check_inputs(audio, image, video)
-        self.load()
+        self.check_weights()
         req = self.requirements
         try:
             with reporter.stage("reading audio"), reporter.timed("read audio"):
@@ -133,6 +133,9 @@ class Pipeline:
                 raise InputError(f"audio {audio} is shorter than one video frame; give at least a fraction of a second")
             speech = fit_audio(speech, timeline.audio_samples)
             sound = fit_audio(sound, round(timeline.audio_samples * rate / req.sample_rate))
+            # Networks load only once the inputs have proved usable (a face found, audio long enough).
+            with reporter.stage("loading models"), reporter.timed("load"):
+                self.load()
             backend_frames = math.ceil((timeline.num_frames - 1) / self.factor) + 1
             features = None
             if self.encoder is not None:

@@ -33,7 +33,7 @@ EXPERIMENTS = conf_options("experiment")
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_combination_composes(backend):
-    for detector, encoder, interpolator, launcher in itertools.product(DETECTORS, ENCODERS + ["null"], INTERPOLATORS, LAUNCHERS):
+    for detector, encoder, interpolator, launcher in itertools.product(DETECTORS, ENCODERS, INTERPOLATORS, LAUNCHERS):
         cfg = compose(backend, [f"face_detector={detector}", f"audio_encoder={encoder}", f"interpolator={interpolator}", f"launcher={launcher}"])
         assert cfg.backend.name == backend
         assert cfg.face_detector.name == detector and cfg.interpolator.name == interpolator
@@ -82,7 +82,7 @@ def test_defaults_match_the_documented_ones():
 
 
 def test_unknown_keys_and_bad_values_fail_at_composition():
-    with pytest.raises(ConfigError, match="not in|No key"):
+    with pytest.raises(ConfigError, match="Key 'speed' not in 'OutputConfig'"):
         compose("viseme", ["output.speed=2"])
     with pytest.raises(ConfigError):
         compose("viseme", {"output.fps": "fast"})

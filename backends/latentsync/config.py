@@ -6,7 +6,7 @@ from typing import Optional
 
 from backends.latentsync.configs import UNET_CONFIGS, VERSIONS
 from lipsync.config import BackendConfig, register_schema
-from lipsync.config import _check_range as _check
+from lipsync.config import check_range as _check
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from lipsync.config import BackendConfig, register_schema
-from lipsync.config import _check_range as _check
+from lipsync.config import check_range as _check
 
 CHECKPOINTS = ("unet", "audio2token", "audio2bucket", "vae", "image_encoder")
 

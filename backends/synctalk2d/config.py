@@ -7,7 +7,7 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 
 from lipsync.config import BackendConfig, register_schema
-from lipsync.config import _check_range as _check
+from lipsync.config import check_range as _check
 
 AUDIO_MODES = ("ave", "hubert", "wenet")
 PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}

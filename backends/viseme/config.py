@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lipsync.config import AudioEncoderConfig, BackendConfig, register_schema
-from lipsync.config import _check_range as _check
+from lipsync.config import check_range as _check
 
 
 @dataclass
