@@ -32,8 +32,9 @@ def unet_layout(m: dict) -> list[str]:
 def unet_forward(fx: Fixture) -> dict:
     net = build_unet(_model_section(fx.config)).eval()
     load_into(net, fx.weights, remap=checkpoint_state_dict, source=str(fx.path))
+    audio = fx.inputs.get("encoder_hidden_states")  # absent for U-Nets without the audio layer
     with torch.no_grad():
-        noise = net(fx.inputs["sample"].float(), fx.inputs["timestep"], encoder_hidden_states=fx.inputs["encoder_hidden_states"].float())
+        noise = net(fx.inputs["sample"].float(), fx.inputs["timestep"], encoder_hidden_states=None if audio is None else audio.float())
     return {"noise_pred": noise}
 
 
@@ -86,7 +87,9 @@ def mask(fx: Fixture) -> dict:
     scale = int(fx.config.get("vae_scale_factor", 8))
     image = fx.inputs["mask_png"].numpy() if "mask_png" in fx.inputs else None
     full = fixed_mask(resolution, image)
-    return {"mask256": full, "mask_latent": latent_mask(full, resolution // scale)}
+    # The full-size mask is named after its resolution (mask256 at 256 px).
+    names = [name for name in fx.outputs if name.startswith("mask") and name != "mask_latent"] or [f"mask{resolution}"]
+    return {**{name: full for name in names}, "mask_latent": latent_mask(full, resolution // scale)}
 
 
 @parity("latentsync.affine")

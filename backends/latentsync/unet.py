@@ -362,7 +362,8 @@ class StepCache:
 
     Every ``interval``-th call (starting with the first) runs the whole U-Net and keeps the input
     of the last decoder layer; the calls in between recompute only the shallow path (``conv_in``,
-    that last layer and the output head) on top of the kept features. One cache per loop: make a
+    that last layer and the output head) on top of the kept features. This is what upstream's
+    ``DeepCacheSDHelper(cache_interval, cache_branch_id=0)`` computes. One cache per loop: make a
     new one (or ``reset``) when the noise schedule starts again.
     """
 
