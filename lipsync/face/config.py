@@ -11,12 +11,15 @@ class MediaPipeDetectorConfig(FaceDetectorConfig):
     name: str = "mediapipe"
     max_faces: int = 4
     min_confidence: float = 0.5
+    redetect_every: int = 5  # full face search every N frames of a chunk; refit in place between
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_faces <= 32:
             raise ValueError(f"face_detector.max_faces must be between 1 and 32, got {self.max_faces}")
         if not 0.0 < self.min_confidence < 1.0:
             raise ValueError(f"face_detector.min_confidence must be in (0, 1), got {self.min_confidence}")
+        if not 1 <= self.redetect_every <= 100:
+            raise ValueError(f"face_detector.redetect_every must be between 1 and 100, got {self.redetect_every}")
 
 
 @dataclass
