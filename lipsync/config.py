@@ -59,7 +59,7 @@ class OutputConfig:
     path: Optional[str] = None  # default: outputs/<audio name>_<backend>.mp4 (multirun: the job's folder)
     fps: float = 25.0
     crf: int = 18  # x264 quality: 0 lossless .. 51 worst
-    preset: str = "medium"  # x264 speed/size trade-off
+    preset: str = "veryfast"  # x264 speed/size trade-off
 
     def __post_init__(self) -> None:
         check_range("output.fps", self.fps, 1, 120)
