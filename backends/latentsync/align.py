@@ -6,9 +6,10 @@ model's square resolution. After generation the face is warped back and blended 
 mask: the crop's footprint, eroded and Gaussian-blurred in proportion to the face size.
 
 The warps reproduce kornia's ``warp_affine`` (bilinear, ``align_corners=True``, a constant fill
-blended in at the border) in float32, the default precision upstream uses on CPU; upstream's GPU
-path runs them in float16 (a translation quantised to 1/8 px). Restoration works on the region the
-face covers (plus the blur's reach), which gives the same pixels as processing the whole frame.
+blended in at the border) with its float32 arithmetic, step for step: the uint8 truncation after
+warping turns the smallest rounding difference into a different pixel. Upstream's GPU path runs in
+float16 instead (a translation quantised to 1/8 px). Restoration works on the region the face
+covers (plus the blur's reach), which gives the same pixels as processing the whole frame.
 """
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def similarity_transform(points: np.ndarray, template: np.ndarray, smooth: bool 
     if torch.det(rotation) < 0:
         v[:, -1] = -v[:, -1]
         rotation = v @ u.T
-    scaled = (s2 / s1) * rotation
-    matrix = torch.cat([scaled, c2.reshape(2, 1) - scaled @ c1.reshape(2, 1)], dim=1)
+    scale = s2 / s1
+    matrix = torch.cat([scale * rotation, c2.reshape(2, 1) - scale * (rotation @ c1.reshape(2, 1))], dim=1)
     if smooth:
         offset = p2[2] - p1[2]
         if bias is not None:
@@ -74,10 +75,18 @@ def similarity_transform(points: np.ndarray, template: np.ndarray, smooth: bool 
 
 
 def _pixel_to_unit(h: int, w: int) -> torch.Tensor:
-    """3x3 map from pixel coordinates to [-1, 1] (``align_corners=True``)."""
-    sx = 2.0 / (w - 1) if w > 1 else 2.0 / 1e-14
-    sy = 2.0 / (h - 1) if h > 1 else 2.0 / 1e-14
-    return torch.tensor([[sx, 0.0, -1.0], [0.0, sy, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
+    """3x3 map from pixel coordinates to [-1, 1] (``align_corners=True``; a single pixel maps to 0)."""
+    sx, tx = (1.0, 0.0) if w == 1 else (2.0 / (w - 1.0), -1.0)
+    sy, ty = (1.0, 0.0) if h == 1 else (2.0 / (h - 1.0), -1.0)
+    return torch.tensor([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def _inverse_3x3(m: torch.Tensor) -> torch.Tensor:
+    """Closed-form inverse (rows are cross products of the columns over the determinant), the
+    float32 arithmetic kornia uses for its warps."""
+    a, b, c = m[:, 0], m[:, 1], m[:, 2]
+    rows = torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)])
+    return rows / (a * rows[0]).sum()
 
 
 def _homogeneous(matrix) -> torch.Tensor:
@@ -90,20 +99,28 @@ def invert_affine(matrix) -> np.ndarray:
 
 
 def warp_affine(src: torch.Tensor, matrix, size: tuple[int, int], fill: float | None = None,
-                origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+                region: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """``dst(x, y) = src(M^-1 (x, y))`` for ``(b, c, h, w)`` float ``src`` and the ``(2, 3)`` pixel
-    map ``M`` from source to destination; ``size`` = (h, w) of the destination, whose top-left pixel
-    is ``origin`` (x, y) of the full destination grid. Bilinear; outside the source reads 0, or
-    ``fill`` blended in by coverage (kornia's ``padding_mode="fill"``)."""
+    map ``M`` from source to destination; ``size`` = (h, w) of the destination. Bilinear; outside
+    the source reads 0, or ``fill`` blended in by coverage (kornia's ``padding_mode="fill"``).
+    ``region`` = (x0, y0, x1, y1) computes only that part of the destination, with the same
+    numbers the whole would have."""
     h_src, w_src = src.shape[-2:]
-    shift = torch.tensor([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]], [0.0, 0.0, 1.0]])
-    dst_from_src = shift @ _homogeneous(matrix)
-    unit_dst = _pixel_to_unit(*size) @ dst_from_src @ torch.linalg.inv(_pixel_to_unit(h_src, w_src))
-    theta = torch.linalg.inv(unit_dst)[:2].to(src.device, src.dtype)
-    grid = F.affine_grid(theta[None].expand(src.shape[0], 2, 3), [src.shape[0], src.shape[1], *size], align_corners=True)
+    h, w = size
+    dst_from_src = _pixel_to_unit(h, w) @ (_homogeneous(matrix) @ _inverse_3x3(_pixel_to_unit(h_src, w_src)))
+    m = _inverse_3x3(dst_from_src).to(src.device)
+    xs = torch.linspace(-1.0, 1.0, w, device=src.device) if w > 1 else torch.zeros(1, device=src.device)
+    ys = torch.linspace(-1.0, 1.0, h, device=src.device) if h > 1 else torch.zeros(1, device=src.device)
+    if region is not None:
+        x0, y0, x1, y1 = region
+        xs, ys = xs[x0:x1], ys[y0:y1]
+    base_y, base_x = torch.meshgrid(ys, xs, indexing="ij")
+    grid = torch.stack([m[0, 0] * base_x + m[0, 1] * base_y + m[0, 2], m[1, 0] * base_x + m[1, 1] * base_y + m[1, 2]], dim=-1)
+    grid = grid[None].expand(src.shape[0], -1, -1, -1).to(src.dtype)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     if fill is not None:
-        coverage = F.grid_sample(torch.ones_like(src[:, :1]), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        ones = torch.ones((1, 1, 1, 1), device=src.device, dtype=src.dtype).expand(src.shape[0], 1, h_src, w_src)
+        coverage = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         out = out + (1 - coverage) * fill
     return out
 
@@ -121,7 +138,8 @@ def gaussian_blur(image: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     if size <= 1:
         return image
     x = torch.arange(size, dtype=torch.float32, device=image.device) - size // 2
-    kernel = torch.exp(-(x**2) / (2.0 * sigma**2))
+    sigma = torch.tensor(sigma, dtype=torch.float32, device=image.device)
+    kernel = torch.exp(-x.pow(2.0) / (2 * sigma.pow(2.0)))
     kernel = (kernel / kernel.sum()).to(image.dtype)
     r = size // 2
     out = F.conv2d(F.pad(image, (r, r, 0, 0), mode="reflect"), kernel.view(1, 1, 1, size))
@@ -166,17 +184,10 @@ class FaceAligner:
         return Crop(matrix, self.crop_size)
 
     def crop(self, frame: np.ndarray, crop: Crop) -> np.ndarray:
-        """The aligned face, uint8 ``(crop h, crop w, 3)`` (float -> uint8 truncates, as upstream).
-
-        Only the part of the frame the crop reads from is converted and sampled."""
+        """The aligned face, uint8 ``(crop h, crop w, 3)`` (float -> uint8 truncates, as upstream)."""
+        src = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None].float()
         w, h = crop.size
-        x0, y0, x1, y1 = _footprint(crop.matrix, w, h, frame.shape[1], frame.shape[0], margin=2)
-        if x0 >= x1 or y0 >= y1:  # the crop lies wholly outside the frame
-            return np.full((h, w, 3), int(FILL), np.uint8)
-        region = np.ascontiguousarray(frame[y0:y1, x0:x1])
-        src = torch.from_numpy(region).to(self.device).permute(2, 0, 1)[None].float()
-        shifted = crop.matrix.astype(np.float64) @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
-        out = warp_affine(src, shifted.astype(np.float32), (h, w), fill=FILL)
+        out = warp_affine(src, crop.matrix, (h, w), fill=FILL)
         return out[0].permute(1, 2, 0).cpu().numpy().astype(np.uint8)
 
     def align(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, Crop]:
@@ -212,12 +223,11 @@ class FaceAligner:
         soft = torch.zeros((height, width), dtype=torch.float32)
         if x0 >= x1 or y0 >= y1:
             return frame.copy(), soft
-        region = (y1 - y0, x1 - x0)
         face = face.to(self.device, torch.float32)[None]
-        inv_face = warp_affine(face, inverse, region, fill=FILL, origin=(x0, y0))[0]
+        inv_face = warp_affine(face, inverse, (height, width), fill=FILL, region=(x0, y0, x1, y1))[0]
         inv_face = (inv_face / 2 + 0.5).clamp(0, 1) * 255
         ones = torch.ones((1, 1, h, w), device=self.device)
-        inv_mask = erode_2x2(warp_affine(ones, inverse, region, origin=(x0, y0)))
+        inv_mask = erode_2x2(warp_affine(ones, inverse, (height, width), region=(x0, y0, x1, y1)))
         pasted = inv_mask[0] * inv_face
         edge = int(float(inv_mask.sum()) ** 0.5) // 20
         center = cv2.erode(inv_mask[0, 0].cpu().numpy(), np.ones((2 * edge, 2 * edge), np.uint8))
