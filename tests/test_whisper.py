@@ -190,3 +190,16 @@ def test_short_audio_features_do_not_depend_on_the_segmentation():
     a, b = WhisperStates(net, audio, segments="cut"), WhisperStates(net, audio, segments="overlap")
     assert len(a) == 100 and torch.equal(a[0:100], b[0:100])
     assert a[0:100].shape == (100, 2, 32)
+
+
+def test_state_counts_follow_upstreams_segmentation(conformance):
+    """T50 of upstream's worked examples (30 s segments, each keeping half its mel frames)."""
+    fixture = json.loads((conformance / "latentsync" / "parity_audio_windows.json").read_text())
+    net = WhisperEncoderNet.from_dims(80, 1500, 32, 1, 1)
+    for example in fixture["segmentation_rule_30s"]["worked_examples_from_upstream_code"]:
+        audio = np.zeros(example["audio_samples_16k"], np.float32)
+        states = WhisperStates(net, audio, segments="cut")
+        assert states.mel_frames == example["mel_frames_100fps"]
+        assert len(states) == example["T50_feature_frames"]
+        kept = [s[2] for s in example["segments_[start,end,kept_50fps_frames]"] if s[2] > 0]
+        assert [2 * start for start in states.starts] == [s[0] for s in example["segments_[start,end,kept_50fps_frames]"]][: len(kept)]
