@@ -23,7 +23,7 @@ import torch
 from backends.latentsync.align import Crop, FaceAligner, alignment_points
 from backends.latentsync.audio import frame_windows
 from backends.latentsync.configs import UNetRecipe, unet_recipe
-from backends.latentsync.configs import VERSIONS as RELEASES
+from backends.latentsync.configs import VERSIONS
 from backends.latentsync.mask import fixed_mask, latent_mask
 from backends.latentsync.unet import StepCache
 from lipsync.errors import ConfigError, InputError
@@ -71,9 +71,9 @@ class LatentSyncGenerator(Generator):
         resolution: int | None = None,
     ):
         version = str(version)
-        if version not in RELEASES:
-            raise ConfigError(f"backend.version must be one of {', '.join(RELEASES)}, got {version!r}")
-        recipe = unet_recipe(unet_config or RELEASES[version])
+        if version not in VERSIONS:
+            raise ConfigError(f"backend.version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        recipe = unet_recipe(unet_config or VERSIONS[version])
         self.version = version
         self.model = recipe.model
         self.resolution = int(resolution or recipe.resolution)
