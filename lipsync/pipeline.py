@@ -210,7 +210,7 @@ class Pipeline:
         return kind
 
     def _read_still(self, image, reporter: Reporter) -> tuple[np.ndarray, Face | None]:
-        with reporter.stage("reading image"):
+        with reporter.stage("reading image"), reporter.timed("decode"):
             still = load_image(image)
         min_size = self.requirements.resolution
         if min_size and min(still.shape[:2]) < min_size // 4:
@@ -220,7 +220,7 @@ class Pipeline:
             )
         if self.detector is None:
             return still, None
-        with reporter.stage("finding the face"):
+        with reporter.stage("finding the face"), reporter.timed("faces"):
             face = self._tracker().update([self.detector.detect(still)])[0]
         if face is None:
             raise InputError(f"no face found in {image}; give a photo with a clearly visible face")

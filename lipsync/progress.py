@@ -21,6 +21,15 @@ from rich.progress import (
 )
 
 
+class _Count(MofNCompleteColumn):
+    """``done/total`` for stages that count something; blank for one-shot stages."""
+
+    def render(self, task):
+        if not task.fields.get("counted"):
+            return ""
+        return super().render(task)
+
+
 class Stage:
     """A handle on one running stage: advance it as work completes."""
 
@@ -36,7 +45,7 @@ class Stage:
 
     def set_total(self, total: float | None) -> None:
         if self._progress is not None:
-            self._progress.update(self._task_id, total=total)
+            self._progress.update(self._task_id, total=total, counted=total is not None)
 
 
 class Reporter:
@@ -56,7 +65,7 @@ class Reporter:
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                _Count(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
@@ -72,13 +81,13 @@ class Reporter:
             yield Stage(None, None)
             return
         progress = self._bars()
-        task_id = progress.add_task(description, total=total)
+        task_id = progress.add_task(description, total=total, counted=total is not None)
         try:
             yield Stage(progress, task_id)
         finally:
             task = progress.tasks[task_id]
-            if task.total is None:
-                progress.update(task_id, total=task.completed)
+            if task.total is None:  # a one-shot stage: show it as finished
+                progress.update(task_id, total=max(task.completed, 1), completed=max(task.completed, 1))
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
