@@ -171,7 +171,7 @@ class Pipeline:
         if counter.missing:
             reporter.warn(f"{counter.missing} of {counter.total} source frames had no face and passed through unchanged")
         result.warnings = list(reporter.warnings)
-        result.timings = _exclusive(reporter.timings)
+        result.timings = reporter.exclusive_timings()
         reporter.summary(
             output=result.output,
             frames=f"{result.frames} at {result.fps:g} fps ({result.duration:.2f} s)",
@@ -279,16 +279,6 @@ class Pipeline:
                 writer.write(np.repeat(previous[None], total - written, axis=0))
                 written = total
         return written
-
-
-def _exclusive(timings: dict[str, float]) -> dict[str, float]:
-    """Per-stage seconds where ``generate`` (measured around the whole pull loop) no longer
-    includes the decoding, face tracking, interpolation and encoding that ran inside it."""
-    out = dict(timings)
-    if "generate" in out:
-        nested = sum(out.get(k, 0.0) for k in ("decode", "faces", "interpolate", "encode"))
-        out["generate"] = max(0.0, out["generate"] - nested)
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 class _FaceCounter:

@@ -57,6 +57,8 @@ class Reporter:
         self.started = time.perf_counter()
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
+        self._inner: dict[str, float] = {}  # time of stages timed while another one was open
+        self._open: list[str] = []
         self._progress: Progress | None = None
 
     def _bars(self) -> Progress:
@@ -91,12 +93,24 @@ class Reporter:
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        """Add the time spent inside to ``timings[name]`` (stages that interleave while streaming)."""
+        """Add the time spent inside to ``timings[name]``. Stages interleave while streaming
+        (frames are decoded and encoded inside the generation loop): a stage timed inside another
+        is taken out of the outer one's time, so ``timings`` never counts a second twice."""
         start = time.perf_counter()
+        outer = self._open[-1] if self._open else None
+        self._open.append(name)
         try:
             yield
         finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            self._open.pop()
+            spent = time.perf_counter() - start
+            self.timings[name] = self.timings.get(name, 0.0) + spent
+            if outer is not None:
+                self._inner[outer] = self._inner.get(outer, 0.0) + spent
+
+    def exclusive_timings(self) -> dict[str, float]:
+        """Seconds per stage, each second counted once (see ``timed``)."""
+        return {name: round(max(0.0, spent - self._inner.get(name, 0.0)), 3) for name, spent in self.timings.items()}
 
     def info(self, message: str) -> None:
         if not self.quiet:
