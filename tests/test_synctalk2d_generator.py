@@ -100,6 +100,8 @@ def test_features_must_match_the_checkpoint_mode(files):
     generator.runner = lambda image, audio: image[:, :3]
     with pytest.raises(ConfigError, match="is a hubert U-Net but got ave features"):
         next(generator.generate(_job(2, np.ones((4, 512), np.float32)), [Chunk(0, 2)]))
+    with pytest.raises(ConfigError, match=r"rows of shape \(2, 32\); the U-Net was trained on \(2, 1024\)"):
+        next(generator.generate(_job(2, np.ones((4, 2, 32), np.float32), "hubert"), [Chunk(0, 2)]))
 
 
 def _pipeline(files, **backend):

@@ -122,18 +122,23 @@ def resolve_mode(checkpoint: Checkpoint, build, requested: str | None, what: str
     return fitting[0]
 
 
+def unet_builder(checkpoint: Checkpoint):
+    """``build(mode) -> UNet328`` with the widths and input channels of ``checkpoint``."""
+    channels = tuple(checkpoint.meta.get("channels") or unet_channels(checkpoint.state))
+    n_channels = int(checkpoint.meta.get("n_channels") or unet_input_channels(checkpoint.state))
+    return lambda mode: UNet328(n_channels, mode, channels)
+
+
+def unet_mode(checkpoint: Checkpoint, requested: str | None = None) -> str:
+    """The audio mode of a U-Net checkpoint (recorded, or allowed by its shapes and requested)."""
+    return resolve_mode(checkpoint, unet_builder(checkpoint), requested, "U-Net checkpoint")
+
+
 def load_unet(path: str | Path, mode: str | None = None, device: str = "cpu") -> UNet328:
     """The U-Net of a checkpoint, strictly loaded, in eval mode; ``mode`` is checked."""
     checkpoint = read_checkpoint(path, UNET_FORMAT)
-    channels = tuple(checkpoint.meta.get("channels") or unet_channels(checkpoint.state))
-    n_channels = int(checkpoint.meta.get("n_channels") or unet_input_channels(checkpoint.state))
-
-    def build(m: str) -> UNet328:
-        return UNet328(n_channels, m, channels)
-
-    resolved = resolve_mode(checkpoint, build, mode, "U-Net checkpoint")
     with torch.device("meta"):
-        net = build(resolved)
+        net = unet_builder(checkpoint)(unet_mode(checkpoint, mode))
     load_into(net, checkpoint.state, source=str(path))
     return net.float().eval().to(device)
 

@@ -18,8 +18,11 @@ import cv2
 import numpy as np
 
 from backends.synctalk2d import geometry
+from backends.synctalk2d.checkpoint import UNET_FORMAT, load_unet, read_checkpoint, unet_mode
 from backends.synctalk2d.features import unet_audio
+from backends.synctalk2d.networks import AUDIO_MODES
 from backends.synctalk2d.person import PersonDataset, keep_original
+from backends.synctalk2d.runtime import build_runner
 from lipsync.audio.encoder import FrameFeatures
 from lipsync.errors import ConfigError, InputError
 from lipsync.media.length import source_indices
@@ -85,17 +88,12 @@ class SyncTalk2DGenerator(Generator):
     def _read(self):
         """The checkpoint and its (checked) audio mode, read once."""
         if self._mode is None:
-            from backends.synctalk2d.checkpoint import UNET_FORMAT, read_checkpoint, resolve_mode, unet_channels, unet_input_channels
-            from backends.synctalk2d.networks import UNet328
-
             if self.checkpoint_path is None:
                 raise ConfigError("backend=synctalk2d needs backend.checkpoint=FILE (the person's U-Net from tools/synctalk2d_train.py)")
             if not self.checkpoint_path.is_file():
                 raise InputError(f"checkpoint file not found: {self.checkpoint_path} (check backend.checkpoint)")
             checkpoint = read_checkpoint(self.checkpoint_path, UNET_FORMAT)
-            channels = tuple(checkpoint.meta.get("channels") or unet_channels(checkpoint.state))
-            n_channels = int(checkpoint.meta.get("n_channels") or unet_input_channels(checkpoint.state))
-            mode = resolve_mode(checkpoint, lambda m: UNet328(n_channels, m, channels), self.requested_mode, "U-Net checkpoint")
+            mode = unet_mode(checkpoint, self.requested_mode)
             if mode == "wenet":
                 raise ConfigError(
                     f"{self.checkpoint_path} is a wenet U-Net; WeNet features are not computed by this toolkit (train with ave or hubert)"
@@ -119,9 +117,6 @@ class SyncTalk2DGenerator(Generator):
         self._read()
 
     def load(self, device: str) -> None:
-        from backends.synctalk2d.checkpoint import load_unet
-        from backends.synctalk2d.runtime import build_runner
-
         self.check_weights()
         net = load_unet(self.checkpoint_path, self.mode, "cpu")
         self._checkpoint = None  # the state dict now lives in the network
@@ -173,6 +168,12 @@ class SyncTalk2DGenerator(Generator):
         if features.encoder != self.mode:
             raise ConfigError(
                 f"{self.checkpoint_path} is a {self.mode} U-Net but got {features.encoder} features; use audio_encoder={self.mode}"
+            )
+        expected = AUDIO_MODES[self.mode].feature_shape
+        if tuple(features.values.shape[1:]) != expected:
+            raise ConfigError(
+                f"{features.encoder} features have rows of shape {tuple(features.values.shape[1:])}; the U-Net was trained "
+                f"on {expected} (is audio_encoder pointing at the right model?)"
             )
         return features.values
 

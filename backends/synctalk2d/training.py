@@ -219,7 +219,9 @@ def train_unet(crops: PersonCrops, cfg, perceptual: PerceptualLoss, syncnet: Syn
     def step(batch):
         image, target, audio = (t.to(device) for t in batch)
         prediction = net(image, audio)
-        loss = F.l1_loss(prediction, target) + cfg.perceptual_weight * perceptual(prediction, target)
+        loss = F.l1_loss(prediction, target)
+        if cfg.perceptual_weight:
+            loss = loss + cfg.perceptual_weight * perceptual(prediction, target)
         if syncnet is not None:
             in_sync = torch.ones(len(prediction), 1, device=device)
             loss = loss + cfg.sync_weight * sync_loss(*syncnet(prediction, audio), in_sync)
