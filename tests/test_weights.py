@@ -151,3 +151,21 @@ def test_cli_lists_and_reports_errors(fake_registry, capsys, monkeypatch):
 def test_cli_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "lipsync.weights.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "download" in out.stdout
+
+
+def test_dead_network_fails_at_once_without_hub_retries(fake_registry, monkeypatch):
+    import socket
+
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    def hub_called(*args, **kwargs):  # the hub client would retry with back-off for ~25 s
+        raise AssertionError("the hub client must not be tried on a dead network")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_called)
+    with pytest.raises(MissingWeightsError, match="huggingface.co is unreachable"):
+        weights.download(weights.spec("demo.other"))

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from lipsync.errors import InputError, MissingWeightsError, WeightsError
 from lipsync.resources import cache_dir
@@ -75,6 +78,11 @@ def download(entry: WeightSpec, force: bool = False) -> Path:
     if target.is_file() and not force:
         verify(entry, target)
         return target
+    host = urlparse(entry.url or os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    if not _reachable(host):
+        raise MissingWeightsError(
+            f"cannot download {entry.source}: {host} is unreachable (offline?); copy the file to {target}"
+        )
     try:
         if entry.url:
             fetched = _download_url(entry.url, target)
@@ -95,6 +103,18 @@ def download(entry: WeightSpec, force: bool = False) -> Path:
         ) from None
     verify(entry, fetched)
     return fetched
+
+
+def _reachable(host: str, timeout: float = 5.0) -> bool:
+    """Whether ``host`` resolves and accepts a connection: checked once up front, because the hub
+    client retries with back-off for half a minute before it gives up on a dead network."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and "huggingface" in host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _download_url(url: str, target: Path) -> Path:
