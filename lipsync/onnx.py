@@ -68,6 +68,9 @@ class OnnxModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = int(threads)
+        # Idle pool threads sleep instead of spinning: callers run their own threads beside the
+        # session (data preparation), and spinning starves them on small machines.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_list = providers(device)
         if provider_list[0] == "CUDAExecutionProvider":
             provider_list = [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]

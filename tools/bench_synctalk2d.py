@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="the person's U-Net (default: random weights)")
     parser.add_argument("--frames", type=int, default=32, help="frames per timed run")
     parser.add_argument("--upstream-frames", type=int, default=8, help="frames per timed run of the slow upstream loop")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
@@ -179,6 +179,8 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
         print(f"{name:42s} {fps:9.2f} {fps / upstream_fps:8.1f}x {shown:>17s}")
     fastest = max(rows[1:], key=lambda row: row[1])
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other processes on the machine slow every path)")
+    if not args.checkpoint:
+        print("PSNRs of random weights are pessimistic (errors grow through an untrained network): give --checkpoint")
     print(f"fastest: {fastest[0]} at {fastest[1]:.2f} frames/s = {fastest[1] / upstream_fps:.1f}x upstream; "
           f"real time (25 frames/s) would need {25 / fastest[1]:.1f}x more")  # fmt: skip
     return 0

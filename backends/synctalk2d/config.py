@@ -22,7 +22,7 @@ class SyncTalk2DConfig(BackendConfig):
     audio_mode: Optional[str] = None  # ave | hubert | wenet; needed for bare upstream checkpoints
     runtime: str = "torch"  # torch | onnx
     precision: str = "fp32"  # torch: fp32 | bf16 | fp16 (CUDA); onnx: fp32 | int8
-    batch_size: int = 8  # frames per network call
+    batch_size: int = 4  # frames per network call (4 is fastest on a 2-core CPU)
     blend: str = "feather"  # feather (no visible box) | paste (upstream)
     feather: float = 0.08  # width of the blend ramp, as a fraction of the crop
     use_parsing: bool = True  # honour a parsing/ folder when the dataset has one

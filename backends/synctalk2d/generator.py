@@ -53,7 +53,7 @@ class SyncTalk2DGenerator(Generator):
         audio_mode: str | None = None,
         runtime: str = "torch",
         precision: str = "fp32",
-        batch_size: int = 8,
+        batch_size: int = 4,
         blend: str = "feather",
         feather: float = 0.08,
         use_parsing: bool = True,

@@ -129,7 +129,8 @@ def paste(
     original = frame[y0:y1, x0:x1]
     if feather is not None:
         alpha = cv2.resize(feather, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
-        back = np.clip(np.rint(back * alpha + original * (1.0 - alpha)), 0, 255).astype(np.uint8)
+        mixed = original + alpha * (back.astype(np.float32) - original)
+        back = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     if keep is not None:
         back[keep] = original[keep]
     frame[y0:y1, x0:x1] = back

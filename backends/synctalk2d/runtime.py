@@ -46,8 +46,15 @@ class TorchUNet:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
 
-    @torch.inference_mode()
     def __call__(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        if self.device.type == "cpu" and len(image) > 1:
+            # Eager CPU convolutions are faster a frame at a time (measured on 2 cores: fp32
+            # 390 vs 590 ms/frame, bf16 90 vs 150 ms/frame at batch 4): activations stay in cache.
+            return np.concatenate([self._run(image[k : k + 1], audio[k : k + 1]) for k in range(len(image))])
+        return self._run(image, audio)
+
+    @torch.inference_mode()
+    def _run(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray:
         image_t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         audio_t = torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
         if self.precision == "fp16":
