@@ -79,7 +79,7 @@ def download(entry: WeightSpec, force: bool = False) -> Path:
         verify(entry, target)
         return target
     host = urlparse(entry.url or os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
-    if not _reachable(host):
+    if host and not _reachable(host):  # a file:// url (a local mirror) has no host to reach
         raise MissingWeightsError(
             f"cannot download {entry.source}: {host} is unreachable (offline?); copy the file to {target}"
         )
