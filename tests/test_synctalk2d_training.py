@@ -110,3 +110,34 @@ def test_trained_person_drives_inference(trained):
     }  # fmt: skip
     result = Pipeline(compose("synctalk2d", overrides)).run(audio=speech, output=trained["root"] / "out.mp4", reporter=Reporter(quiet=True))
     assert result.frames == 5 and len(VideoSource(result.output, 25)) == 5
+
+
+def test_upstream_landmarks_are_used_as_given(trained, tmp_path):
+    from backends.synctalk2d.prepare import prepare_person
+    from lipsync.errors import InputError
+    from lipsync.progress import Reporter
+
+    given = trained["person"].root / "landmarks"
+    person = prepare_person(trained["clip"], tmp_path / "p", [], landmarks_from=given, reporter=Reporter(quiet=True))
+    assert len(person) == 25 and (person.root / "landmarks" / "7.lms").read_text() == (given / "7.lms").read_text()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "0.lms").write_text((given / "0.lms").read_text())
+    with pytest.raises(InputError, match="has no 1.lms"):
+        prepare_person(trained["clip"], tmp_path / "q", [], landmarks_from=partial, reporter=Reporter(quiet=True))
+
+
+def test_tools_exit_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    runs = {
+        "prepare": [sys.executable, str(ROOT / "tools" / "synctalk2d_prepare.py"), str(tmp_path / "none.mp4"), str(tmp_path / "p")],
+        "train": [sys.executable, str(ROOT / "tools" / "synctalk2d_train.py"), "--config-name", "synctalk2d_tiny", f"person={tmp_path / 'nobody'}"],
+    }
+    for name, command in runs.items():
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (name, done.stderr)
