@@ -61,13 +61,13 @@ def trained(tmp_path_factory):
     from backends.synctalk2d.synthetic import write_talking_clip
     from backends.synctalk2d.training import train_person
     from lipsync.progress import Reporter
-    from lipsync.resources import data_dir
+    from tests.conftest import ROOT
 
     root = tmp_path_factory.mktemp("train")
     clip = write_talking_clip(root / "talk.mp4", seconds=1.0, fps=30)
     ave = make_ave(root / "ave.pth")
     person = prepare_person(clip, root / "person", ["ave"], ave_checkpoint=str(ave), reporter=Reporter(quiet=True))
-    with initialize_config_dir(config_dir=str(data_dir("conf") / "train"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "tools" / "conf" / "train"), version_base="1.3"):
         cfg = compose(config_name="synctalk2d_tiny", overrides=[f"person={person.root}", "unet.max_steps=4"])
     settings = OmegaConf.to_object(cfg)
     results = train_person(settings)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a SyncTalk2D person: the SyncNet, then the U-Net (Hydra app, conf/train/synctalk2d.yaml).
+"""Train a SyncTalk2D person: the SyncNet, then the U-Net (Hydra app, tools/conf/train/synctalk2d.yaml).
 
     python tools/synctalk2d_train.py person=people/anna
     python tools/synctalk2d_train.py person=people/anna mode=hubert unet.epochs=50 device=cuda
@@ -13,17 +13,17 @@ Bad input exits with code 2 and one line.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import backends.synctalk2d.config  # noqa: F401  (registers synctalk2d_train_schema)
-from lipsync.resources import data_dir
 
 _exit_code = 0
 
 
-@hydra.main(config_path=str(data_dir("conf") / "train"), config_name="synctalk2d", version_base="1.3")
+@hydra.main(config_path=str(Path(__file__).resolve().parent / "conf" / "train"), config_name="synctalk2d", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
     global _exit_code
     from backends.synctalk2d.training import train_person

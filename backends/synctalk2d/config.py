@@ -49,7 +49,7 @@ class SyncTalk2DConfig(BackendConfig):
 register_schema("backend", "synctalk2d", SyncTalk2DConfig)
 
 
-# -- training (tools/synctalk2d_train.py, conf/train/synctalk2d.yaml) ----------------------------
+# -- training (tools/synctalk2d_train.py, tools/conf/train/synctalk2d.yaml) ----------------------------
 @dataclass
 class SyncNetTrainConfig:
     train: bool = True  # false: use ``checkpoint`` (or train the U-Net without sync loss)
