@@ -5,6 +5,7 @@ keeps warnings.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -58,7 +59,7 @@ class Reporter:
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}
         self._inner: dict[str, float] = {}  # time of stages timed while another one was open
-        self._open: list[str] = []
+        self._open = threading.local()  # per thread: a backend may pull chunks from a worker thread
         self._progress: Progress | None = None
 
     def _bars(self) -> Progress:
@@ -95,14 +96,16 @@ class Reporter:
     def timed(self, name: str) -> Iterator[None]:
         """Add the time spent inside to ``timings[name]``. Stages interleave while streaming
         (frames are decoded and encoded inside the generation loop): a stage timed inside another
-        is taken out of the outer one's time, so ``timings`` never counts a second twice."""
+        in the same thread is taken out of the outer one's time. Stages in different threads run
+        at the same time, so their sum can exceed the wall time."""
         start = time.perf_counter()
-        outer = self._open[-1] if self._open else None
-        self._open.append(name)
+        stack = self._open.__dict__.setdefault("stack", [])
+        outer = stack[-1] if stack else None
+        stack.append(name)
         try:
             yield
         finally:
-            self._open.pop()
+            stack.pop()
             spent = time.perf_counter() - start
             self.timings[name] = self.timings.get(name, 0.0) + spent
             if outer is not None:
