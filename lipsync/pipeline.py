@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lipsync.audio.encoder import AudioEncoder
-from lipsync.errors import ConfigError, InputError
+from lipsync.errors import ConfigError, InputError, MissingWeightsError
 from lipsync.face.detector import FaceDetector
 from lipsync.interp.base import Interpolator
 from lipsync.media.audio import decode_audio, to_model_audio
@@ -28,6 +28,7 @@ from lipsync.media.writer import VideoWriter
 from lipsync.progress import Reporter
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 from lipsync.registry import build
+from lipsync.weights.store import missing_error
 
 
 @dataclass
@@ -89,9 +90,18 @@ class Pipeline:
         parts = [self.generator, self.encoder, self.detector]
         if self.factor > 1:
             parts.append(self.interpolator)
+        missing = []  # every missing file in one line, not one per attempt
         for part in parts:
-            if part is not None:
+            if part is None:
+                continue
+            try:
                 part.check_weights()
+            except MissingWeightsError as err:
+                if not getattr(err, "entries", None):
+                    raise
+                missing.extend(e for e in err.entries if e not in missing)
+        if missing:
+            raise missing_error(missing)
 
     def load(self) -> None:
         if self._loaded:
@@ -202,7 +212,8 @@ class Pipeline:
         kind = "image" if image is not None else "video"
         if wanted in ("image", "video") and kind != wanted:
             raise InputError(
-                f"backend {name} takes a {wanted} source, not a {kind}: set input.{wanted}=... instead of input.{kind}"
+                f"backend {name} takes {_article(wanted)} source, not {_article(kind)}: "
+                f"set input.{wanted}=... instead of input.{kind}"
             )
         path = image if kind == "image" else video
         if kind == "video" and not Path(path).is_file():
@@ -296,6 +307,10 @@ def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise RuntimeError(f"backend {name} yielded {frames.dtype} {frames.shape}; expected uint8 (n, H, W, 3)")
     return frames
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def resolve_device(device: str) -> str:

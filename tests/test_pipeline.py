@@ -130,7 +130,7 @@ def test_source_kind_is_checked_against_the_backend(tmp_path):
     audio = tmp_path / "a.wav"
     soundfile.write(audio, bursts(1.0), 16000)
     make_video(tmp_path / "v.mp4", 10)
-    with pytest.raises(InputError, match="takes a image source"):
+    with pytest.raises(InputError, match="takes an image source, not a video"):
         pipeline(**{"backend.source": "image"}).run(audio=audio, output=tmp_path / "o.mp4", video=tmp_path / "v.mp4")
 
 
@@ -183,3 +183,19 @@ def test_memory_is_bounded_by_the_chunk_not_the_input(tmp_path):
         tracemalloc.stop()
     assert result.frames == 500
     assert peak < 40 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
+
+
+def test_all_missing_checkpoints_are_reported_in_one_line(tmp_path, monkeypatch):
+    from lipsync import weights
+    from lipsync.errors import MissingWeightsError
+    from lipsync.weights.store import missing_error
+
+    pipe = pipeline(**{"backend.fps": 12.5, "backend.source": "none", "interpolator": "linear"})
+    names = sorted(weights.registry())[:2]
+    for part, name in ((pipe.generator, names[0]), (pipe.interpolator, names[1])):
+        monkeypatch.setattr(part, "check_weights", lambda name=name: (_ for _ in ()).throw(missing_error([weights.spec(name)])))
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, bursts(1.0), 16000)
+    with pytest.raises(MissingWeightsError) as err:
+        pipe.run(audio=audio, output=tmp_path / "o.mp4")
+    assert f"lipsync-weights download {names[0]} {names[1]}" in str(err.value)

@@ -66,10 +66,12 @@ def require(names: list[str], overrides: dict[str, str | Path | None] | None = N
 def missing_error(entries: list[WeightSpec]) -> MissingWeightsError:
     names = " ".join(sorted({e.name for e in entries}))
     files = ", ".join(e.source for e in entries)
-    return MissingWeightsError(
+    error = MissingWeightsError(
         f"missing checkpoint files: {files}; fetch them with `lipsync-weights download {names}` "
         f"(or point the backend's checkpoint options at local copies)"
     )
+    error.entries = list(entries)
+    return error
 
 
 def download(entry: WeightSpec, force: bool = False) -> Path:
