@@ -72,15 +72,16 @@ class Reporter:
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,
-                transient=False,
+                transient=True,  # bars vanish when done: a finished run leaves its summary, a failed one its error line
             )
             self._progress.start()
         return self._progress
 
     @contextmanager
     def stage(self, description: str, total: float | None = None) -> Iterator[Stage]:
-        """A progress bar for a long stage; ``total`` may be unknown (None)."""
-        if self.quiet:
+        """A progress bar for a long stage; ``total`` may be unknown (None). Bars are drawn on a
+        terminal only: piped to a log they would only add noise."""
+        if self.quiet or not self.console.is_terminal:
             yield Stage(None, None)
             return
         progress = self._bars()
