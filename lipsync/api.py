@@ -21,9 +21,8 @@ from omegaconf import DictConfig
 from lipsync.errors import ConfigError
 from lipsync.pipeline import Pipeline, Result
 from lipsync.progress import Reporter
-from lipsync.registry import check_choice
+from lipsync.registry import GROUPS, check_choice
 
-GROUPS = ("backend", "face_detector", "audio_encoder", "interpolator", "launcher", "experiment")
 
 
 def compose(backend: str = "viseme", overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:

@@ -74,8 +74,15 @@ def precheck(overrides: list[str]) -> None:
 
 def _app():
     import hydra
+    from omegaconf import OmegaConf
 
+    from lipsync.registry import GROUPS, options
     from lipsync.resources import data_dir
+
+    # --help lists each group's options (Hydra's own listing would show the schemas too).
+    OmegaConf.register_new_resolver(
+        "lipsync_groups", lambda: "\n".join(f"{group}: {', '.join(options(group))}" for group in GROUPS), replace=True
+    )
 
     return hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")(_task)
 

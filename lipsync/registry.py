@@ -9,6 +9,9 @@ from lipsync.errors import ConfigError, LipsyncError
 from lipsync.resources import data_dir
 
 
+GROUPS = ("backend", "face_detector", "audio_encoder", "interpolator", "launcher", "experiment")
+
+
 def options(group: str) -> list[str]:
     """The option names of a config group: its YAML files in ``conf/<group>/`` and any option
     stored in Hydra's ConfigStore from code (schemas excluded)."""

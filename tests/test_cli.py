@@ -88,4 +88,5 @@ def test_verbose_shows_the_traceback(speech, capsys):
 def test_help_lists_groups(speech, capsys):
     assert cli.main(["backend=loudness", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "lipsync: turn speech into talking-head video" in out and "interpolator" in out
+    assert "lipsync: turn speech into talking-head video" in out
+    assert "interpolator: " in out and "backend: " in out and "_schema" not in out
