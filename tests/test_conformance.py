@@ -12,15 +12,16 @@ from tests.conftest import CONFORMANCE, ROOT, conformance_dir
 
 def _fixtures():
     if not CONFORMANCE.is_dir():
-        return []
+        return [None]  # one test that skips, saying where the fixtures were looked for
     return sorted(p for p in CONFORMANCE.rglob("*.json") if p.stem.startswith(("parity_", "manifest_")))
 
 
 conformance.load_handlers()
 
 
-@pytest.mark.parametrize("path", _fixtures(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", _fixtures(), ids=lambda p: f"{p.parent.name}/{p.stem}" if p else "fixtures")
 def test_fixture(path):
+    conformance_dir()
     meta = conformance.read_json(path)
     if not conformance.is_registered(meta):
         pytest.skip(f"module {meta.get('module')} ({meta.get('kind')}) has no handler yet")
