@@ -68,7 +68,7 @@ def missing_error(entries: list[WeightSpec]) -> MissingWeightsError:
     files = ", ".join(e.source for e in entries)
     error = MissingWeightsError(
         f"missing checkpoint files: {files}; fetch them with `lipsync-weights download {names}` "
-        f"(or point the backend's checkpoint options at local copies)"
+        f"(or give local copies through the options that name these files)"
     )
     error.entries = list(entries)
     return error
