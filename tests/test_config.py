@@ -40,8 +40,17 @@ def test_every_combination_composes(backend):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiments_compose(experiment):
-    compose("viseme", [f"experiment={experiment}"])
+def test_experiments_compose_and_sweep_known_options(experiment):
+    import yaml
+
+    cfg = compose("viseme", [f"experiment={experiment}"])
+    assert cfg.backend.name == "viseme"
+    sweep = yaml.safe_load((data_dir("conf") / "experiment" / f"{experiment}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    for group, values in sweep.items():
+        for value in str(values).split(","):
+            if group in ("backend", "face_detector", "audio_encoder", "interpolator"):
+                assert value.strip() in conf_options(group), f"{experiment} sweeps unknown {group} {value}"
+            compose(value.strip() if group == "backend" else "viseme", [] if group == "backend" else [f"{group}={value.strip()}"])
 
 
 @pytest.mark.parametrize(
