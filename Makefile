@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench conformance clean
+.PHONY: setup browser test demo ui bench conformance clean
 
 setup: $(STAMP)
 
@@ -17,11 +17,26 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-test: setup
+# The web app's browser tests drive Debian's chromium and chromedriver: installed when missing.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium and chromium-driver (browser tests)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "note: install Debian's chromium and chromium-driver to run the browser tests"; \
+		fi; \
+	fi
+
+test: setup browser
 	$(PY) -m pytest -q
 
 demo: setup
 	$(VENV)/bin/lipsync backend=viseme input.image=astronaut input.audio=assets/speech.wav output.path=outputs/demo.mp4
+
+# The web app on http://127.0.0.1:7860 (options: `.venv/bin/lipsync-ui --help`).
+ui: setup
+	$(VENV)/bin/lipsync-ui
 
 # CPU benchmarks with targets: viseme end to end (>= 4x real time), SyncTalk2D generation (>= 10x
 # the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step

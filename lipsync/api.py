@@ -27,6 +27,20 @@ from lipsync.registry import GROUPS, check_choice
 
 def compose(backend: str = "viseme", overrides: dict[str, Any] | list[str] | None = None) -> DictConfig:
     """The composed, validated config, exactly as the CLI would build it."""
+    from lipsync.config import register_all
+
+    register_all()  # options stored from code count as choices too
+    items = [f"backend={backend}"] + (overrides if isinstance(overrides, list) else _as_overrides(overrides or {}))
+    for item in items:
+        key, _, value = item.partition("=")
+        if key.lstrip("+") in GROUPS and value:
+            check_choice(key.lstrip("+"), value.strip("'\""))
+    return compose_config("config", items)
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` and validated; ConfigError with one
+    line on a problem. Safe to call from inside a running Hydra app."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -37,17 +51,12 @@ def compose(backend: str = "viseme", overrides: dict[str, Any] | list[str] | Non
     from lipsync.resources import data_dir
 
     register_all()
-    items = [f"backend={backend}"] + (overrides if isinstance(overrides, list) else _as_overrides(overrides or {}))
-    for item in items:
-        key, _, value = item.partition("=")
-        if key.lstrip("+") in GROUPS and value:
-            check_choice(key.lstrip("+"), value.strip("'\""))
     state = GlobalHydra.instance()
     outer = state.hydra if state.is_initialized() else None
     state.clear()
     try:
         with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=items)
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise ConfigError(config_error_line(err)) from None
     finally:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import List, Optional
@@ -54,6 +56,9 @@ class InputConfig:
     text: Optional[str] = None  # transcript of the audio (sharper timing where a backend uses it)
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
 @dataclass
 class OutputConfig:
     path: Optional[str] = None  # default: outputs/<audio name>_<backend>.mp4 (multirun: the job's folder)
@@ -64,9 +69,7 @@ class OutputConfig:
     def __post_init__(self) -> None:
         check_range("output.fps", self.fps, 1, 120)
         check_range("output.crf", self.crf, 0, 51)
-        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-        if self.preset not in presets:
-            raise ValueError(f"output.preset must be one of {', '.join(presets)}, got {self.preset!r}")
+        check_one_of("output.preset", self.preset, X264_PRESETS)
 
 
 @dataclass
@@ -204,6 +207,33 @@ def config_error_line(err: BaseException) -> str:
     return f"{text} (at {full_key})" if full_key and full_key not in text else text
 
 
+# While ``declared_limits`` runs a schema's checks, they note the limits they enforce here.
+_noted = threading.local()
+
+
 def check_range(name: str, value: float, low: float, high: float) -> None:
+    limits = getattr(_noted, "limits", None)
+    if limits is not None:
+        limits[name] = (low, high)
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def check_one_of(name: str, value: object, choices: tuple | list) -> None:
+    limits = getattr(_noted, "limits", None)
+    if limits is not None:
+        limits[name] = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def declared_limits(schema: type, **values: object) -> dict[str, tuple]:
+    """The limits a schema's checks enforce, keyed by option name: ``(low, high)`` for a range,
+    the tuple of choices for a choice. Read by running the checks on the schema's defaults
+    (updated with ``values``), so they are the limits validation applies, never a copy."""
+    _noted.limits = {}
+    try:
+        schema(**values)
+        return dict(_noted.limits)
+    finally:
+        _noted.limits = None

@@ -12,7 +12,7 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """The folder of packaged data ``name`` (``conf`` or ``weights``)."""
+    """The folder of packaged data ``name`` (``conf``, ``weights`` or ``assets``)."""
     packaged = _PACKAGE / "_data" / name
     if packaged.is_dir():
         return packaged

@@ -6,6 +6,7 @@ from typing import Optional
 
 from backends.latentsync.configs import UNET_CONFIGS, VERSIONS
 from lipsync.config import BackendConfig, register_schema
+from lipsync.config import check_one_of
 from lipsync.config import check_range as _check
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -37,14 +38,12 @@ class LatentSyncConfig(BackendConfig):
     resolution: Optional[int] = None  # working size (null: the U-Net config's)
 
     def __post_init__(self) -> None:
-        if str(self.version) not in VERSIONS:
-            raise ValueError(f"backend.version must be one of {', '.join(VERSIONS)}, got {self.version!r}")
+        check_one_of("backend.version", str(self.version), VERSIONS)
         _check("backend.steps", self.steps, 1, 1000)
         _check("backend.guidance", self.guidance, 0.0, 20.0)
         _check("backend.num_frames", self.num_frames, 1, 24)  # the temporal encoding covers 24 frames
         _check("backend.deepcache_interval", self.deepcache_interval, 1, 100)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"backend.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_one_of("backend.dtype", self.dtype, DTYPES)
         if self.unet_config is not None and self.unet_config not in UNET_CONFIGS and not self.unet_config.endswith((".yaml", ".yml")):
             raise ValueError(
                 f"backend.unet_config must be one of {', '.join(UNET_CONFIGS)} or a .yaml file, got {self.unet_config!r}"

@@ -7,6 +7,7 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 
 from lipsync.config import BackendConfig, register_schema
+from lipsync.config import check_one_of
 from lipsync.config import check_range as _check
 
 AUDIO_MODES = ("ave", "hubert", "wenet")
@@ -32,14 +33,12 @@ class SyncTalk2DConfig(BackendConfig):
     def __post_init__(self) -> None:
         if self.audio_mode is not None and self.audio_mode not in AUDIO_MODES:
             raise ValueError(f"backend.audio_mode must be one of {', '.join(AUDIO_MODES)}, got {self.audio_mode!r}")
-        if self.runtime not in PRECISIONS:
-            raise ValueError(f"backend.runtime must be one of {', '.join(PRECISIONS)}, got {self.runtime!r}")
+        check_one_of("backend.runtime", self.runtime, tuple(PRECISIONS))
         if self.precision not in PRECISIONS[self.runtime]:
             raise ValueError(
                 f"backend.precision must be one of {', '.join(PRECISIONS[self.runtime])} with runtime={self.runtime}, got {self.precision!r}"
             )
-        if self.blend not in ("feather", "paste"):
-            raise ValueError(f"backend.blend must be feather or paste, got {self.blend!r}")
+        check_one_of("backend.blend", self.blend, ("feather", "paste"))
         _check("backend.batch_size", self.batch_size, 1, 256)
         _check("backend.feather", self.feather, 0.0, 0.5)
         _check("backend.start_frame", self.start_frame, 0, 10_000_000)
