@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     """The app on a free loopback port, with its temporary folder under the test's tmp dir."""
     tmp = tmp_path_factory.mktemp("ui")
     port = _free_port()
-    proc = _start([f"ui.port={port}"], tmp)
+    proc = _start([f"ui.port={port}", "ui.max_duration=60", "ui.max_upload_mb=2"], tmp)
     deadline = time.monotonic() + 300
     lines = []
     while time.monotonic() < deadline:
@@ -197,6 +197,31 @@ def test_api_client_renders_and_reports_errors(server, portrait, tmp_path):
         client.predict(source=handle_file(str(portrait)), audio=handle_file(str(SPEECH)),
                        face_select="point", face_point="the left one", api_name="/generate")
     assert server["proc"].poll() is None
+
+
+def test_api_refuses_what_the_server_does_not_take(server, portrait, tmp_path):
+    import numpy as np
+    import soundfile
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    from PIL import Image
+
+    client = Client(server["url"], download_files=str(tmp_path), verbose=False)
+    long_speech = tmp_path / "long.wav"  # 61 s against ui.max_duration=60, under the upload limit
+    soundfile.write(long_speech, np.zeros(61 * 8000, np.int16), 8000, subtype="PCM_16")
+    with pytest.raises(AppError, match=r"the audio is 61 s long; this server takes at most 60 s \(ui.max_duration\)"):
+        client.predict(source=handle_file(str(portrait)), audio=handle_file(str(long_speech)), api_name="/generate")
+    big = tmp_path / "big.png"  # over ui.max_upload_mb=2
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), np.uint8)).save(big)
+    assert big.stat().st_size > 2 * 1024 * 1024
+    with pytest.raises(Exception, match="(?i)size"):
+        client.predict(source=handle_file(str(big)), audio=handle_file(str(SPEECH)), api_name="/generate")
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((256, 256, 3), 200, np.uint8)).save(blank)
+    with pytest.raises(AppError, match="no face found"):
+        client.predict(source=handle_file(str(blank)), audio=handle_file(str(SPEECH)), api_name="/generate")
+    assert server["proc"].poll() is None
+    assert not any((server["root"] / "jobs").iterdir())
 
 
 def test_server_leaves_nothing_behind(server):
