@@ -113,6 +113,30 @@ def test_no_face_and_no_sound_are_input_errors(tmp_path):
         mouth_sync_scores(mute)
 
 
+def test_picture_quality_against_a_reference(tmp_path):
+    from lipsync.metrics.quality import visual_quality
+
+    rng = np.random.default_rng(0)
+    base = np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)])
+    paths = {}
+    for name, sigma in [("ref", 0), ("near", 4), ("far", 24)]:
+        frames = np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8) if sigma else base
+        paths[name] = tmp_path / f"{name}.mp4"
+        with VideoWriter(paths[name], FPS, crf=0) as writer:
+            writer.write(frames)
+    near, far = visual_quality(paths["near"], paths["ref"]), visual_quality(paths["far"], paths["ref"])
+    assert near["frames"] == far["frames"] == 10
+    # Gaussian noise of sigma 24 and 4 grey levels: about 20 and 36 dB (chroma subsampling lifts both a little).
+    assert 18 < far["psnr"] < 30 < near["psnr"] < 50 and far["ssim"] < near["ssim"] < 1.0
+    assert visual_quality(paths["ref"], paths["ref"])["psnr"] == float("inf")
+    assert near["fvd"].startswith("skipped:") and "10" in near["fid"]
+    small = tmp_path / "small.mp4"
+    with VideoWriter(small, FPS) as writer:
+        writer.write(base[:, :32, :32])
+    with pytest.raises(InputError, match="frames of the same size"):
+        visual_quality(small, paths["ref"])
+
+
 # -- lipsync-eval ------------------------------------------------------------------------------------
 
 

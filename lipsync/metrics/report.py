@@ -22,10 +22,6 @@ from pathlib import Path
 from lipsync.errors import InputError, LipsyncError
 from lipsync.metrics.record import FILENAME
 
-# Overrides that say where a job's files are, not what it tried.
-_NOT_PARAMETERS = ("input.", "output.path", "quiet", "verbose", "eval", "launcher", "hydra.")
-
-
 @dataclass
 class Job:
     folder: Path
@@ -39,8 +35,7 @@ class Job:
         out = {}
         for override in self.record.get("overrides", []):
             key, _, value = override.lstrip("+~").partition("=")
-            if not key.startswith(_NOT_PARAMETERS):
-                out[key] = value
+            out[key] = value
         return out
 
     def value(self, path: str):
