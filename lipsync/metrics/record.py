@@ -42,6 +42,18 @@ class JobMetrics(Callback):
     def __init__(self) -> None:
         self._started = 0.0
         self._rss_scope = "process"
+        self._face_detector = None  # one per process: jobs run one after another in a worker
+
+    def __getstate__(self) -> dict:
+        # Launchers pickle the callbacks to their workers; mediapipe's graphs do not travel.
+        return {**self.__dict__, "_face_detector": None}
+
+    def face_detector(self):
+        if self._face_detector is None:
+            from lipsync.face.mediapipe import MediaPipeFaceDetector
+
+            self._face_detector = MediaPipeFaceDetector(max_faces=1)
+        return self._face_detector
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         failed_jobs.clear()
@@ -62,7 +74,8 @@ class JobMetrics(Callback):
         if isinstance(value, dict) and value.get("error"):
             error = value["error"]
         folder = Path(config.hydra.runtime.output_dir)
-        record = job_record(config, job_return.overrides, value if error is None else None, error, wall, self._rss_scope)
+        record = job_record(config, job_return.overrides, value if error is None else None, error, wall, self._rss_scope,
+                            self.face_detector)
         write_record(folder, record)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -77,8 +90,9 @@ class JobMetrics(Callback):
 
 
 def job_record(config: DictConfig, overrides: list[str], value: dict | None, error: str | None, wall: float,
-               rss_scope: str) -> dict:
-    """The contents of one job's ``metrics.json``."""
+               rss_scope: str, face_detector=None) -> dict:
+    """The contents of one job's ``metrics.json``; ``face_detector``: a callable giving the
+    detector the scores are measured with."""
     record: dict[str, Any] = {
         "job": int(config.hydra.job.num),
         "overrides": list(overrides),
@@ -105,7 +119,8 @@ def job_record(config: DictConfig, overrides: list[str], value: dict | None, err
 
     started = time.perf_counter()
     try:
-        record["scores"] = mouth_sync_scores(value["output"], text=config.input.get("text")).as_dict()
+        detector = face_detector() if face_detector is not None else None
+        record["scores"] = mouth_sync_scores(value["output"], text=config.input.get("text"), detector=detector).as_dict()
         record["eval"] = "ok"
     except LipsyncError as err:
         record["scores"], record["eval"] = None, f"error: {err}"
