@@ -93,9 +93,10 @@ def fake_job(sweep, num, overrides, **fields):
     folder = sweep / f"{num}_{','.join(overrides)}"
     folder.mkdir(parents=True)
     (folder / ".hydra").mkdir()
+    overrides = ["input.audio=a.wav", *overrides]  # the same in every job: not a swept parameter
     (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     if fields:
-        record = {"job": num, "overrides": ["input.audio=a.wav", *overrides], "status": "completed", "error": None,
+        record = {"job": num, "overrides": overrides, "status": "completed", "error": None,
                   "wall_seconds": 2.0, "peak_rss_mb": 500.0, "peak_rss_scope": "job", **fields}
         (folder / "metrics.json").write_text(json.dumps(record))
     return folder
