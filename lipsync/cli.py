@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         return exit_request.code if isinstance(exit_request.code, int) else 1
     finally:
         sys.argv = saved
-    return 2 if _failures else 0
+    from lipsync.metrics.record import failed_jobs  # jobs run by other processes (joblib, Ray)
+
+    return 2 if _failures or failed_jobs else 0
 
 
 def precheck(overrides: list[str]) -> None:
@@ -116,11 +118,12 @@ def _task(cfg) -> dict | None:
         code = _report(err, prefix=f"job {runtime.job.num}: " if multirun else "")
         if multirun:
             _failures.append(str(err))
-            return None
+            return {"error": str(err)}  # for metrics.json (lipsync.metrics.record)
         raise SystemExit(code) from None
     if multirun:
         print(f"job {runtime.job.num}: {result.output} ({result.frames} frames, {result.seconds:.1f} s)", file=sys.stderr)
-    return {"output": str(result.output), "frames": result.frames, "seconds": result.seconds}
+    return {"output": str(result.output), "frames": result.frames, "seconds": result.seconds,
+            "duration": result.duration, "timings": result.timings}
 
 
 def default_output(cfg, runtime, multirun: bool) -> Path:
