@@ -36,6 +36,10 @@ class LatentSyncConfig(BackendConfig):
     unet_config: Optional[str] = None  # one of upstream's configs/unet by name, or a .yaml of that form
     resolution: Optional[int] = None  # working size (null: the U-Net config's)
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        given = self.checkpoints
+        return {f"latentsync.unet_{self.version}": given.unet, "latentsync.vae": given.vae, "latentsync.vae_config": given.vae_config}
+
     def __post_init__(self) -> None:
         if str(self.version) not in VERSIONS:
             raise ValueError(f"backend.version must be one of {', '.join(VERSIONS)}, got {self.version!r}")
