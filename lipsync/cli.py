@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(argv, verbose)
     except LipsyncError as err:
-        if verbose:
-            raise
+        if verbose:  # the traceback as well; the exit code stays the user-error one
+            import traceback
+
+            traceback.print_exc()
         return _report(err)
 
 

@@ -207,12 +207,14 @@ def validate(cfg: DictConfig) -> None:
 
 def check_checkpoints(cfg: DictConfig) -> None:
     """MissingWeightsError naming every registered checkpoint the configured components need and
-    the cache lacks (no download, no heavy import); InputError for a named local file that is absent."""
+    the cache lacks (no download, no heavy import); InputError for a named local file that is absent.
+    A chosen interpolator counts as needed (whether the backend's rate calls for it is known only
+    once the backend is built)."""
     from lipsync.weights.store import require
 
     typed = OmegaConf.to_object(cfg)
     needed: dict[str, Optional[str]] = {}
-    for group in ("backend", "audio_encoder", "face_detector"):
+    for group in ("backend", "audio_encoder", "face_detector", "interpolator"):
         component = getattr(typed, group)
         if component is not None:
             needed.update(component.weight_files())
