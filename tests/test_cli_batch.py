@@ -182,3 +182,30 @@ def test_later_sweep_value_and_unquoted_comma_are_one_line(folder, capsys):
     assert run_loudness("input.audio=a,b.wav") == 2
     err = capsys.readouterr().err.strip()
     assert "argument 'input.audio=a,b.wav' has a comma" in err and "\"input.audio='...'\"" in err and "\n" not in err
+
+
+# -- lipsync-weights -------------------------------------------------------------------------------------
+
+
+def test_weights_list_fits_100_columns_with_whole_names(capsys):
+    from lipsync.weights import registry
+    from lipsync.weights.cli import main as weights_main
+
+    assert weights_main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    names = {line.split()[0] for line in lines if line.strip()}
+    assert set(registry()) <= names
+
+
+def test_weights_verify_reports_every_entry_and_unhashed_ones(capsys):
+    from lipsync.weights import registry
+    from lipsync.weights.cli import main as weights_main
+
+    unhashed = next(e for e in registry().values() if not e.sha256 and not e.size)
+    unhashed.cache_path.parent.mkdir(parents=True, exist_ok=True)
+    unhashed.cache_path.write_bytes(b"weights")
+    assert weights_main(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert f"{unhashed.name}: ok by size only (no published sha256)" in out
+    assert all(f"{name}: " in out for name in registry())
