@@ -209,3 +209,60 @@ def test_weights_verify_reports_every_entry_and_unhashed_ones(capsys):
     out = capsys.readouterr().out
     assert f"{unhashed.name}: ok by size only (no published sha256)" in out
     assert all(f"{name}: " in out for name in registry())
+
+
+# -- tools/synctalk2d_prepare.py ------------------------------------------------------------------------
+
+
+def test_prepare_checks_checkpoints_before_writing_and_leaves_no_half_made_folder(tmp_path):
+    from backends.synctalk2d.prepare import prepare_person
+    from lipsync.errors import InputError, MissingWeightsError
+    from lipsync.progress import Reporter
+
+    out = tmp_path / "people" / "anna"
+    with pytest.raises(MissingWeightsError, match="synctalk2d.ave_encoder"):
+        prepare_person(tmp_path / "talk.mp4", out, ["ave"], reporter=Reporter(quiet=True))
+    assert not (tmp_path / "people").exists()
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("the user's own file")
+    with pytest.raises(InputError):  # fails after the frames folder was begun
+        prepare_person(tmp_path / "talk.mp4", out, [], reporter=Reporter(quiet=True))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["anna"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# -- messages -------------------------------------------------------------------------------------------
+
+
+def test_warnings_are_whole_lines_in_a_log():
+    import io
+
+    from rich.console import Console
+
+    from lipsync.progress import Reporter
+
+    log = io.StringIO()
+    message = "a long warning " * 12 + "that ends here"
+    Reporter(console=Console(file=log, width=80)).warn(message)
+    assert log.getvalue() == f"warning: {message}\n"
+
+
+def test_changed_frame_rate_is_warned_with_the_options_that_keep_it(folder, capsys):
+    import av
+    import numpy as np
+
+    with av.open(str(folder / "v30.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for k in range(15):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 8 * k, np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    args = ["backend=loudness", "quiet=true", "input.video=v30.mp4", "input.audio=hello.wav"]
+    assert cli.main([*args, "output.path=a.mp4"]) == 0
+    err = capsys.readouterr().err
+    assert "v30.mp4 runs at 30 fps and the output at 25 fps (output.fps); to keep 30 fps, set backend.fps=30 output.fps=30" in err
+    assert cli.main([*args, "output.path=b.mp4", "backend.fps=30", "output.fps=30"]) == 0
+    assert "warning" not in capsys.readouterr().err and probe_video(folder / "b.mp4").fps == pytest.approx(30)
+    assert cli.main([*args, "output.path=c.mp4", "output.fps=30"]) == 2
+    assert "got 30: set backend.fps=30 output.fps=30" in capsys.readouterr().err
