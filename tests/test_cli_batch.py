@@ -160,6 +160,9 @@ def test_single_run_writes_only_its_output(folder):
     before = set(os.listdir(folder))
     assert run_loudness("input.audio=hello.wav", "output.path=out.mp4") == 0
     assert set(os.listdir(folder)) - before == {"out.mp4"}
+    # through Hydra's app (a hydra.* override) as well: no run folder, no .hydra, no log
+    assert run_loudness("input.audio=hello.wav", "output.path=hydra.mp4", "hydra.job.name=clean") == 0
+    assert set(os.listdir(folder)) - before == {"out.mp4", "hydra.mp4"}
 
 
 def test_multirun_job_folders_pass_back_as_inputs_and_record_them(folder, capsys):
