@@ -81,6 +81,8 @@ def precheck(overrides: list[str], multirun: bool = False) -> list[str]:
             first.append(override.input_line)
     backend, rest = _split_backend(first)
     compose(backend, rest)
+    if multirun:
+        _check_input_files(first + [value for _, later in sweeps for value in later])
     for position, later in sweeps:
         for value in later:
             job = first[:position] + [value] + first[position + 1:]
@@ -90,6 +92,22 @@ def precheck(overrides: list[str], multirun: bool = False) -> list[str]:
                 reason = str(err).split(f"override {value}: ", 1)[-1]  # Hydra repeats the override
                 raise ConfigError(f"sweep value {value}: {reason}") from None
     return first
+
+
+def _check_input_files(items: list[str]) -> None:
+    """Every input file a multirun's jobs will read exists (an unquoted comma in a path splits it
+    into a sweep of names that do not)."""
+    from lipsync.batch import missing_inputs
+
+    for item in items:
+        key, _, value = item.partition("=")
+        kind = key.lstrip("+").removeprefix("input.")
+        if kind in ("audio", "image", "video") and key.lstrip("+").startswith("input."):
+            missing = missing_inputs(**{"audio": None, "image": None, "video": None, kind: value.strip("'\"")})
+            if missing:
+                raise ConfigError(
+                    f"{missing[0]}; a path holding a comma is quoted inside the shell's quotes, \"{key}='...'\""
+                )
 
 
 def parse_overrides(overrides: list[str]) -> list:

@@ -185,6 +185,10 @@ def test_later_sweep_value_and_unquoted_comma_are_one_line(folder, capsys):
     assert run_loudness("input.audio=a,b.wav") == 2
     err = capsys.readouterr().err.strip()
     assert "argument 'input.audio=a,b.wav' has a comma" in err and "\"input.audio='...'\"" in err and "\n" not in err
+    assert run_loudness("-m", "input.audio=hello.wav,b.wav") == 2
+    err = capsys.readouterr().err.strip()
+    assert "audio file not found: b.wav" in err and "quoted inside the shell's quotes" in err and "\n" not in err
+    assert not (folder / "multirun").exists()
 
 
 # -- lipsync-weights -------------------------------------------------------------------------------------
