@@ -96,3 +96,78 @@ def _option_names(node: Any, prefix: str = "") -> list[str]:
             continue
         names.extend(_option_names(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])
     return names
+
+
+def load(backend: str = "viseme", **overrides: Any) -> "LipSync":
+    """A ready pipeline for ``backend``; reuse it for many clips (networks load once).
+    MissingWeightsError at once, before any heavy import, when its checkpoints are not cached."""
+    from lipsync.config import check_checkpoints
+
+    cfg = compose(backend, overrides)
+    check_checkpoints(cfg)
+    return LipSync(cfg)
+
+
+def generate(
+    audio: str | Path,
+    image: str | Path | None = None,
+    video: str | Path | None = None,
+    output: str | Path = "output.mp4",
+    text: str | None = None,
+    backend: str = "viseme",
+    **overrides: Any,
+) -> "Result":
+    """One clip, start to finish: returns the ``Result`` (output path, frames, timing)."""
+    return load(backend, **overrides).generate(audio=audio, image=image, video=video, output=output, text=text)
+
+
+class LipSync:
+    """A loaded pipeline (see ``load``)."""
+
+    def __init__(self, cfg: DictConfig):
+        from lipsync.pipeline import Pipeline
+
+        self.cfg = cfg
+        self.pipeline = Pipeline(cfg)
+
+    def generate(
+        self,
+        audio: str | Path,
+        image: str | Path | None = None,
+        video: str | Path | None = None,
+        output: str | Path = "output.mp4",
+        text: str | None = None,
+        quiet: bool | None = None,
+    ) -> "Result":
+        from lipsync.progress import Reporter
+
+        reporter = Reporter(quiet=bool(self.cfg.quiet if quiet is None else quiet))
+        return self.pipeline.run(audio=audio, output=output, image=image, video=video, text=text, reporter=reporter)
+
+
+def _as_overrides(values: dict[str, Any]) -> list[str]:
+    items = []
+    for key, value in values.items():
+        if "." not in key and key not in GROUPS and key not in _TOP_LEVEL:
+            key = f"backend.{key}"
+        items.append(f"{key}={_literal(value)}")
+    return items
+
+
+_TOP_LEVEL = ("device", "seed", "chunk_size", "quiet", "verbose")
+
+
+def _literal(value: Any) -> str:
+    """A Python value as a Hydra override value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{_literal(v)}" for key, v in value.items()) + "}"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
