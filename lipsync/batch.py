@@ -78,7 +78,7 @@ def plan(cfg: DictConfig) -> tuple[list[Job], list[str]]:
     return kept, problems
 
 
-def missing_inputs(audio: str | None, image: str | None, video: str | None, where: str = "input.{kind}") -> list[str]:
+def missing_inputs(audio: str | None = None, image: str | None = None, video: str | None = None, where: str = "input.{kind}") -> list[str]:
     """A line per input file that is not there (a bare name such as ``astronaut`` is a bundled sample)."""
     lines = []
     for kind, path in (("audio", audio), ("image", image), ("video", video)):

@@ -46,20 +46,18 @@ def _dispatch(argv: list[str], verbose: bool) -> int:
         answered = _answer_flags(argv)
         return answered if answered is not None else _hydra(argv)
     multirun = len(overrides) < len(argv)
-    single = precheck(overrides, multirun=multirun)
+    cfg = precheck(overrides, multirun=multirun)
     if multirun or any(_is_hydra_key(item.split("=", 1)[0]) for item in overrides):
         return _hydra(argv)
-    from lipsync.api import compose
     from lipsync.batch import run
 
-    backend, rest = _split_backend(single)
-    return run(compose(backend, rest), verbose=verbose)
+    return run(cfg, verbose=verbose)
 
 
-def precheck(overrides: list[str], multirun: bool = False) -> list[str]:
+def precheck(overrides: list[str], multirun: bool = False):
     """Parse the overrides and compose the config they ask for; in a multirun, once per value of
     every sweep (each with the other sweeps at their first value), so a bad later value fails now.
-    Returns the overrides of the first job. ConfigError naming the argument on the first problem."""
+    Returns the (first) job's composed config. ConfigError naming the argument on the first problem."""
     from lipsync.api import compose
 
     parsed = parse_overrides(overrides)
@@ -79,8 +77,7 @@ def precheck(overrides: list[str], multirun: bool = False) -> list[str]:
             sweeps.append((len(first) - 1, values[1:]))
         else:
             first.append(override.input_line)
-    backend, rest = _split_backend(first)
-    compose(backend, rest)
+    cfg = compose(*_split_backend(first))
     if multirun:
         _check_input_files(first + [value for _, later in sweeps for value in later])
     for position, later in sweeps:
@@ -91,7 +88,7 @@ def precheck(overrides: list[str], multirun: bool = False) -> list[str]:
             except ConfigError as err:
                 reason = str(err).split(f"override {value}: ", 1)[-1]  # Hydra repeats the override
                 raise ConfigError(f"sweep value {value}: {reason}") from None
-    return first
+    return cfg
 
 
 def _check_input_files(items: list[str]) -> None:
@@ -103,7 +100,7 @@ def _check_input_files(items: list[str]) -> None:
         key, _, value = item.partition("=")
         kind = key.lstrip("+").removeprefix("input.")
         if kind in ("audio", "image", "video") and key.lstrip("+").startswith("input."):
-            missing = missing_inputs(**{"audio": None, "image": None, "video": None, kind: value.strip("'\"")})
+            missing = missing_inputs(**{kind: value.strip("'\"")})
             if missing:
                 raise ConfigError(
                     f"{missing[0]}; a path holding a comma is quoted inside the shell's quotes, \"{key}='...'\""
@@ -160,9 +157,7 @@ def _answer_flags(argv: list[str]) -> int | None:
         return None
     from omegaconf import OmegaConf
 
-    from lipsync.api import compose
-
-    cfg = compose(*_split_backend(precheck(rest)))
+    cfg = precheck(rest)
     if answer == "help":
         print(help_text(cfg))
     else:
