@@ -38,12 +38,16 @@ demo: setup
 ui: setup
 	$(VENV)/bin/lipsync-ui
 
-# CPU benchmarks with targets: viseme end to end (>= 4x real time), SyncTalk2D generation (>= 10x
-# the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
+# CPU benchmarks with targets: CLI answers (< 2 s), viseme end to end (>= 4x real time), SyncTalk2D
+# generation (>= 10x the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
 # costs of the diffusion backends (slow on a CPU; run them by hand).
 bench: setup
-	$(PY) tools/bench.py
-	$(PY) tools/bench_synctalk2d.py
+	@echo "[1/3] command-line answers (tools/bench_cli.py, under a minute)"
+	$(PY) -u tools/bench_cli.py
+	@echo "[2/3] viseme end to end (tools/bench.py, several minutes; figures print as each case ends)"
+	$(PY) -u tools/bench.py
+	@echo "[3/3] SyncTalk2D generation (tools/bench_synctalk2d.py, up to half an hour; figures print as each path ends)"
+	$(PY) -u tools/bench_synctalk2d.py
 
 conformance: setup
 	$(PY) tools/conformance.py ../shared/conformance

@@ -12,11 +12,11 @@ base dataclass and calling ``register_schema``; its YAML in ``conf/<group>/<name
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import importlib.util
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -54,6 +54,7 @@ class InputConfig:
     video: Optional[str] = None  # source video to re-dub
     audio: Optional[str] = None  # speech: wav, mp3, m4a, flac, ogg (or a video's sound)
     text: Optional[str] = None  # transcript of the audio (sharper timing where a backend uses it)
+    manifest: Optional[str] = None  # a CSV of jobs (columns image|video, audio, text, output): a batch
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -61,7 +62,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 @dataclass
 class OutputConfig:
-    path: Optional[str] = None  # default: outputs/<audio name>_<backend>.mp4 (multirun: the job's folder)
+    path: Optional[str] = None  # default: <dir>/<audio name>_<backend>.mp4 (multirun: the job's folder)
+    dir: str = "outputs"  # where outputs without output.path go; a batch's are <source>__<audio>.mp4
     fps: float = 25.0
     crf: int = 18  # x264 quality: 0 lossless .. 51 worst
     preset: str = "veryfast"  # x264 speed/size trade-off
@@ -102,6 +104,12 @@ class ComponentConfig:
 
     _target_: str = MISSING
     name: str = MISSING
+
+    def weight_files(self) -> dict[str, Optional[str]]:
+        """The registry entries this option loads with these settings, each mapped to the user's
+        local file for it (None: the cache). Read from the config alone, so a missing checkpoint
+        is reported before the component's module (torch, diffusers...) is imported."""
+        return {}
 
 
 @dataclass
@@ -171,12 +179,22 @@ def register_all() -> None:
     if _registered:
         return
     ConfigStore.instance().store(name="lipsync_schema", node=LipsyncConfig)
-    for package_name in _SCHEMA_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
-            if info.name.rsplit(".", 1)[-1] == "config" and info.name != __name__:
-                importlib.import_module(info.name)
+    for module in _schema_modules():
+        importlib.import_module(module)
     _registered = True
+
+
+def _schema_modules() -> list[str]:
+    """The ``config`` modules of every package under ``_SCHEMA_PACKAGES``, found on disk: walking
+    the packages by import would run every ``__init__`` (``lipsync.metrics`` pulls in torch)."""
+    modules = []
+    for package_name in _SCHEMA_PACKAGES:
+        root = Path(importlib.util.find_spec(package_name).origin).parent
+        for path in sorted(root.rglob("config.py")):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            if all((root.parent.joinpath(*parts[:i]) / "__init__.py").is_file() for i in range(1, len(parts))):
+                modules.append(".".join(parts))
+    return [name for name in modules if name != __name__]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -188,6 +206,23 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(err)) from None
     except Exception as err:  # OmegaConf validation errors carry the key and the reason
         raise ConfigError(config_error_line(err)) from None
+
+
+def check_checkpoints(cfg: DictConfig) -> None:
+    """MissingWeightsError naming every registered checkpoint the configured components need and
+    the cache lacks (no download, no heavy import); InputError for a named local file that is absent.
+    A chosen interpolator counts as needed (whether the backend's rate calls for it is known only
+    once the backend is built)."""
+    from lipsync.weights.store import require
+
+    typed = OmegaConf.to_object(cfg)
+    needed: dict[str, Optional[str]] = {}
+    for group in ("backend", "audio_encoder", "face_detector", "interpolator"):
+        component = getattr(typed, group)
+        if component is not None:
+            needed.update(component.weight_files())
+    if needed:
+        require(list(needed), needed)
 
 
 def config_error_line(err: BaseException) -> str:

@@ -73,9 +73,25 @@ class Pipeline:
         if factor < 1 or abs(ratio - factor) > 1e-6:
             raise ConfigError(
                 f"backend {self.cfg.backend.name} renders at {self.requirements.fps:g} fps; "
-                f"output.fps must be a whole multiple of it, got {self.cfg.output.fps:g}"
+                f"output.fps must be a whole multiple of it, got {self.cfg.output.fps:g}: {self._rate_hint(float(self.cfg.output.fps))}"
             )
         return factor
+
+    def _rate_hint(self, wanted: float) -> str:
+        """The options that give ``wanted`` fps, or the nearest rates this backend can give."""
+        if "fps" in self.cfg.backend:
+            return f"set backend.fps={wanted:g} output.fps={wanted:g}"
+        base = self.requirements.fps
+        low, high = max(1, math.floor(wanted / base)) * base, max(1, math.ceil(wanted / base)) * base
+        return f"use output.fps={low:g}" + (f" or output.fps={high:g}" if high != low else "")
+
+    def _warn_rate(self, video, source_fps: float, reporter: Reporter) -> None:
+        wanted = float(self.cfg.output.fps)
+        if source_fps > 0 and abs(source_fps - wanted) > 0.01:
+            rate = round(source_fps, 3)
+            hint = self._rate_hint(rate)
+            keep = f"; to keep {rate:g} fps, {hint}" if "backend.fps" in hint else f"; the nearest this backend gives: {hint}"
+            reporter.warn(f"{video} runs at {rate:g} fps and the output at {wanted:g} fps (output.fps){keep}")
 
     def _check_encoder(self) -> None:
         accepted = self.requirements.audio_encoders
@@ -135,6 +151,7 @@ class Pipeline:
                 still, still_face = self._read_still(image, reporter)
             elif source_kind == "video":
                 source = VideoSource(video, req.fps)
+                self._warn_rate(video, source.info.fps, reporter)
             video_frames = len(source) * self.factor if source is not None else None
             timeline = plan_timeline(
                 len(speech), req.sample_rate, float(self.cfg.output.fps), video_frames, self.cfg.length.audio_shorter.value

@@ -55,6 +55,8 @@ class Reporter:
     def __init__(self, quiet: bool = False, console: Console | None = None):
         self.quiet = quiet
         self.console = console or Console(stderr=True, highlight=False)
+        if not self.console.is_terminal:  # a log keeps whole lines: no wrapping at 80 columns mid-sentence
+            self.console.soft_wrap = True
         self.started = time.perf_counter()
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}

@@ -36,3 +36,15 @@ def tone(seconds: float, rate: int = 16000, freq: float = 220.0, channels: int =
     t = np.arange(int(seconds * rate)) / rate
     wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checkout_stays_clean():
+    """Tests write under their tmp dirs only: no outputs/, multirun/, build/ left in the checkout."""
+    def entries() -> set[str]:
+        return {name for name in os.listdir(ROOT) if not name.startswith(".") and name != "__pycache__"}
+
+    before = entries()
+    yield
+    left = sorted(entries() - before)
+    assert not left, f"the test run left {', '.join(left)} in {ROOT}"

@@ -22,7 +22,7 @@ def speech(tmp_path, monkeypatch):
 
 
 def run_cli(*args: str) -> int:
-    return cli.main(["backend=loudness", "backend.source=none", "quiet=true", "hydra.run.dir=run", *args])
+    return cli.main(["backend=loudness", "backend.source=none", "quiet=true", *args])
 
 
 def test_single_run_writes_the_output(speech, tmp_path):
@@ -39,7 +39,7 @@ def test_default_output_path_names_audio_and_backend(speech, tmp_path):
 def test_multirun_writes_one_output_per_job(speech, tmp_path):
     code = cli.main(["-m", "backend=loudness", "backend.source=none", f"input.audio={speech}", "backend.size=32,48", "hydra.sweep.dir=sweep"])
     assert code == 0
-    outputs = sorted((tmp_path / "sweep").glob("*/loudness.mp4"))
+    outputs = sorted((tmp_path / "sweep").glob("*/speech.mp4"))
     assert len(outputs) == 2
     assert sorted(probe_video(p).width for p in outputs) == [32, 48]
 
@@ -57,9 +57,9 @@ def test_multirun_writes_one_output_per_job(speech, tmp_path):
         (["device=tpu"], "device must be"),
         (["input.audio=missing.wav"], "audio file not found: missing.wav"),
         ([], "no audio given"),
-        (["input.audio=speech.wav", "input.image=a.png"], "brings its own frames"),
+        (["input.audio=speech.wav", "input.image=astronaut"], "brings its own frames"),
         (["chunk_size=0"], "chunk_size must be between"),
-        (["output.fps=[1"], "cannot parse"),
+        (["output.fps=[1"], "cannot read argument 'output.fps=[1'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(speech, capsys, args, message):
@@ -80,7 +80,7 @@ def test_corrupt_audio_leaves_no_output(speech, tmp_path, capsys):
 
 
 def test_verbose_shows_the_traceback(speech, capsys):
-    assert run_cli("input.audio=missing.wav", "verbose=true") == 1
+    assert run_cli("input.audio=missing.wav", "verbose=true") == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "audio file not found" in err
 

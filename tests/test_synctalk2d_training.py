@@ -138,6 +138,6 @@ def test_tools_exit_2_with_one_line(tmp_path):
         "train": [sys.executable, str(ROOT / "tools" / "synctalk2d_train.py"), "--config-name", "synctalk2d_tiny", f"person={tmp_path / 'nobody'}"],
     }
     for name, command in runs.items():
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)  # Hydra's run folder lands there
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (name, done.stderr)

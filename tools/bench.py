@@ -49,6 +49,7 @@ def run_case(label: str, source: dict, overrides: dict, repeat: int) -> None:
     from lipsync.pipeline import Pipeline
     from lipsync.progress import Reporter
 
+    print(f"measuring {label} (1 + {repeat} runs)...", flush=True)  # make bench: progress while it runs
     pipe = Pipeline(compose("viseme", {"quiet": True, **overrides}))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.mp4"

@@ -167,7 +167,9 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
           f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     upstream_fps, upstream_frames = _best_fps(lambda n: _upstream_loop(person, net, features, n), args.upstream_frames, args.repeats)
     rows = [("upstream loop: torch fp32, batch 1", upstream_fps, float("inf"))]
+    print(f"measured upstream loop: {upstream_fps:.2f} frames/s", flush=True)
     for runtime, precision in PATHS:
+        print(f"measuring toolkit {runtime} {precision}...", flush=True)  # make bench: progress while it runs
         generator = SyncTalk2DGenerator(person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave",
                                         runtime=runtime, precision=precision, batch_size=args.batch_size, blend="paste")  # fmt: skip
         generator.load("cpu")

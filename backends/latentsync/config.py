@@ -37,6 +37,10 @@ class LatentSyncConfig(BackendConfig):
     unet_config: Optional[str] = None  # one of upstream's configs/unet by name, or a .yaml of that form
     resolution: Optional[int] = None  # working size (null: the U-Net config's)
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        given = self.checkpoints
+        return {f"latentsync.unet_{self.version}": given.unet, "latentsync.vae": given.vae, "latentsync.vae_config": given.vae_config}
+
     def __post_init__(self) -> None:
         check_one_of("backend.version", str(self.version), VERSIONS)
         _check("backend.steps", self.steps, 1, 1000)

@@ -40,6 +40,9 @@ class SonicConfig(BackendConfig):
     audio2token_config: Optional[str] = None
     audio2bucket_config: Optional[str] = None
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        return {f"sonic.{name}": self.checkpoints.get(name) for name in CHECKPOINTS}
+
     def __post_init__(self) -> None:
         _check("backend.steps", self.steps, 1, 1000)
         _check("backend.audio_guidance", self.audio_guidance, 0.0, 50.0)

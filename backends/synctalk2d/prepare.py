@@ -36,19 +36,41 @@ def prepare_person(
     jpeg_quality: int = 95,
     reporter: Reporter | None = None,
 ) -> PersonDataset:
-    """Write the dataset for ``video`` into ``out_dir`` and return it (opened and checked)."""
-    from lipsync.media.audio import load_audio
-    from lipsync.media.video import VideoSource
+    """Write the dataset for ``video`` into ``out_dir`` and return it (opened and checked).
 
+    The checkpoints are checked before anything is written, and the dataset is built in a hidden
+    sibling folder that replaces the prepared parts of ``out_dir`` only when complete: a failure
+    leaves ``out_dir`` as it was, never half made."""
     reporter = reporter or Reporter()
     unknown = [m for m in modes if m not in ("ave", "hubert")]
     if unknown:
         raise ConfigError(f"audio feature mode {unknown[0]!r} is not computed here; choose ave and/or hubert")
+    for mode in modes:
+        _encoder(mode, ave_checkpoint, hubert_dir).check_weights()
     out = Path(out_dir).expanduser()
+    staging = out.parent / f".{out.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)  # left by a run that was killed
+    try:
+        _prepare(video, staging, modes, landmarks_from, ave_checkpoint, hubert_dir, device, jpeg_quality, reporter)
+        PersonDataset(staging)
+        out.mkdir(parents=True, exist_ok=True)
+        for made in sorted(staging.iterdir()):
+            target = out / made.name
+            if target.is_dir():
+                shutil.rmtree(target)  # a re-run must not leave frames of a longer earlier video
+            made.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PersonDataset(out)
+
+
+def _prepare(video, out: Path, modes, landmarks_from, ave_checkpoint, hubert_dir, device, jpeg_quality, reporter) -> None:
+    from lipsync.media.audio import load_audio
+    from lipsync.media.video import VideoSource
+
     frames_dir, lms_dir = out / "full_body_img", out / "landmarks"
     for folder in (frames_dir, lms_dir):
-        if folder.is_dir():
-            shutil.rmtree(folder)  # a re-run must not leave frames of a longer earlier video
         folder.mkdir(parents=True)
     source = VideoSource(video, FPS)
     audio = load_audio(video, SAMPLE_RATE)
@@ -69,7 +91,6 @@ def prepare_person(
     for mode in modes:
         with reporter.stage(f"audio features ({mode})"):
             np.save(out / FEATURE_FILES[mode], _features(mode, audio, ave_checkpoint, hubert_dir, device))
-    return PersonDataset(out)
 
 
 def _write_frames(source, frames_dir: Path, quality: int, stage):
@@ -114,14 +135,17 @@ def _copy_landmarks(folder: Path, source, frames_dir: Path, lms_dir: Path, quali
     return np.ones(len(source), bool)
 
 
-def _features(mode: str, audio: np.ndarray, ave_checkpoint: str | None, hubert_dir: str | None, device: str) -> np.ndarray:
+def _encoder(mode: str, ave_checkpoint: str | None, hubert_dir: str | None):
     if mode == "ave":
         from lipsync.audio.ave import AVEEncoder
 
-        encoder = AVEEncoder(checkpoint=ave_checkpoint)
-    else:
-        from lipsync.audio.hubert import HubertEncoder
+        return AVEEncoder(checkpoint=ave_checkpoint)
+    from lipsync.audio.hubert import HubertEncoder
 
-        encoder = HubertEncoder(model_dir=hubert_dir)
+    return HubertEncoder(model_dir=hubert_dir)
+
+
+def _features(mode: str, audio: np.ndarray, ave_checkpoint: str | None, hubert_dir: str | None, device: str) -> np.ndarray:
+    encoder = _encoder(mode, ave_checkpoint, hubert_dir)
     encoder.load(device)
     return encoder.encode(audio, SAMPLE_RATE).values.astype(np.float32)

@@ -15,6 +15,9 @@ class AVEEncoderConfig(AudioEncoderConfig):
     batch_size: int = 64  # mel windows per network call
     runtime: str = "torch"  # torch or onnx (onnxruntime)
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        return {"synctalk2d.ave_encoder": self.checkpoint}
+
     def __post_init__(self) -> None:
         if self.pad_mode not in ("constant", "reflect"):
             raise ValueError(f"audio_encoder.pad_mode must be constant or reflect, got {self.pad_mode!r}")
@@ -33,6 +36,10 @@ class HubertEncoderConfig(AudioEncoderConfig):
     model_dir: Optional[str] = None  # a folder with config.json + weights instead of the registry's
     chunk_seconds: float = 20.0  # audio per network call (upstream: 20 s)
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        # a model_dir replaces both registry files (config.json + weights)
+        return {} if self.model_dir else {"synctalk2d.hubert_config": None, "synctalk2d.hubert": None}
+
     def __post_init__(self) -> None:
         if not 0.05 <= self.chunk_seconds <= 600.0:
             raise ValueError(f"audio_encoder.chunk_seconds must be between 0.05 and 600, got {self.chunk_seconds}")
@@ -46,6 +53,9 @@ class WhisperEncoderConfig(AudioEncoderConfig):
     checkpoint: Optional[str] = None  # a local openai *.pt or Hugging Face model.safetensors instead
     segments: str = "overlap"  # overlap: seamless long audio | cut: upstream's back-to-back 30 s windows
     final_norm: bool = False  # LayerNorm the last state as transformers does (Sonic turns it on itself)
+
+    def weight_files(self) -> dict[str, Optional[str]]:
+        return {self.weights: self.checkpoint}
 
     def __post_init__(self) -> None:
         if not self.weights.startswith("whisper."):

@@ -33,6 +33,9 @@ class InsightFaceDetectorConfig(FaceDetectorConfig):
     bgr: bool = False  # false: RGB frames go in as they are, as LatentSync does
     device: str = "auto"  # auto (CUDA when onnxruntime has it) | cpu | cuda
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        return {} if self.models_dir else {"insightface.buffalo_l": None}
+
     def __post_init__(self) -> None:
         if not 32 <= self.det_size <= 2048 or self.det_size % 32:
             raise ValueError(f"face_detector.det_size must be a multiple of 32 in 32..2048, got {self.det_size}")

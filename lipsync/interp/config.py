@@ -29,6 +29,9 @@ class RifeInterpolatorConfig(InterpolatorConfig):
     batch_size: int = 4  # frame pairs per network call
     half: bool = True  # float16 on CUDA
 
+    def weight_files(self) -> dict[str, Optional[str]]:
+        return {"rife.flownet": self.checkpoint}
+
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 256:
             raise ValueError(f"interpolator.batch_size must be between 1 and 256, got {self.batch_size}")

@@ -36,21 +36,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from lipsync import weights
 
     console = Console()
+    if not console.is_terminal:  # a pipe or a log: lines whole, tables 100 columns wide
+        console = Console(soft_wrap=True, width=100)
     if args.command == "path":
         print(weights.spec(args.name).cache_path)
         return 0
     entries = weights.select(args.names) if args.names else list(weights.registry().values())
     if args.command == "list":
-        table = Table("name", "source", "size", "sha256", "licence", "cached")
-        for e in entries:
-            size = f"{e.size / 2**20:.1f} MiB" if e.size else "?"
-            table.add_row(e.name, e.source, size, (e.sha256 or "-")[:12], e.license, "yes" if e.cache_path.is_file() else "no")
-        console.print(table)
+        console.print(_table(entries, wide=console.is_terminal and console.width >= WIDE))
         return 0
     if args.command == "download":
         for e in entries:
@@ -58,19 +55,43 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"{e.name}: {path}")
         return 0
     failed = 0
-    for e in entries:
+    for e in entries:  # every entry gets a line: a silent verify proves nothing
         if not e.cache_path.is_file():
-            if args.names:
-                console.print(f"{e.name}: not cached")
-                failed += 1
+            console.print(f"{e.name}: not cached")
+            failed += bool(args.names)  # asked for by name: it should be there
             continue
         try:
             weights.verify(e, e.cache_path)
-            console.print(f"{e.name}: ok")
         except LipsyncError as err:
-            console.print(f"{e.name}: {err}")
+            console.print(f"{e.name}: FAILED: {err}")
             failed += 1
+            continue
+        console.print(f"{e.name}: ok" if e.sha256 else f"{e.name}: ok by size only (no published sha256)")
     return 2 if failed else 0
+
+
+WIDE = 160  # a terminal this wide gets the sources and whole licences
+
+
+def _table(entries, wide: bool):
+    """Names are never cut; a narrow table (fits 100 columns) keeps each licence's first clause."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    if wide:
+        table.add_column("source", overflow="fold")
+    table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("sha256", no_wrap=True)
+    table.add_column("licence")
+    table.add_column("cached", no_wrap=True)
+    for e in entries:
+        size = f"{e.size / 2**20:.1f} MiB" if e.size else "?"
+        licence = e.license if wide else e.license.split(";")[0].split(" (")[0]
+        row = [e.name] + ([e.source] if wide else []) + [size, e.sha256[:12] if e.sha256 else "none published", licence]
+        table.add_row(*row, "yes" if e.cache_path.is_file() else "no")
+    return table
 
 
 if __name__ == "__main__":
