@@ -136,6 +136,7 @@ class LipsyncConfig:
     chunk_size: Optional[int] = None  # frames per chunk; default: the backend's preference
     quiet: Optional[bool] = None  # default: bars for a single run, quiet in multirun
     verbose: bool = False  # tracebacks instead of one-line errors
+    resume: bool = False  # continue an interrupted run from its last finished segment
 
     def __post_init__(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):

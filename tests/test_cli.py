@@ -80,7 +80,7 @@ def test_corrupt_audio_leaves_no_output(speech, tmp_path, capsys):
 
 
 def test_verbose_shows_the_traceback(speech, capsys):
-    assert run_cli("input.audio=missing.wav", "verbose=true") == 1
+    assert run_cli("input.audio=missing.wav", "verbose=true") == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "audio file not found" in err
 
