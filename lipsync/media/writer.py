@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import stat
 import tempfile
 from fractions import Fraction
@@ -110,6 +109,8 @@ class VideoWriter:
             if self._layout not in AAC_LAYOUTS:
                 raise ValueError(f"AAC cannot carry the {self._layout} layout; downmix first")
         self.dir = sidecar_dir(self.path)
+        if self.dir.is_symlink() or (self.dir.exists() and not self.dir.is_dir()):
+            raise InputError(f"{self.dir} is in the way (lipsync keeps unfinished output there): move it or choose another output.path")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.dir.mkdir(exist_ok=True)
@@ -123,7 +124,12 @@ class VideoWriter:
             raise InputError(f"another lipsync run is writing {self.path}; wait for it or choose another output.path") from None
         self.note: str | None = None
         self.resumed: tuple[dict, dict[str, np.ndarray]] | None = None
-        self._segments: list[dict] = self._start(resume)
+        self._segments: list[dict] = []
+        try:
+            self._segments = self._start(resume)
+        except BaseException:
+            self._release(keep=False)
+            raise
         self.frames_written = sum(segment["frames"] for segment in self._segments)
         self._container = None  # the segment being written
         self._video = None
@@ -141,13 +147,17 @@ class VideoWriter:
             elif self._key is None or state.get("key") != self._key:
                 self.note = "the inputs or the config changed since the interrupted run: starting over"
             else:
-                kept = state["segments"]
-                arrays = {name: np.load(self.dir / file, allow_pickle=False) for name, file in kept[-1]["arrays"].items()}
-                self.resumed = (kept[-1]["state"], arrays)
+                try:
+                    files = state["segments"][-1]["arrays"].items()
+                    arrays = {name: np.load(self.dir / file, allow_pickle=False) for name, file in files}
+                    kept = state["segments"]
+                    self.resumed = (kept[-1]["state"], arrays)
+                except (OSError, ValueError):
+                    self.note = f"the unfinished pieces of {self.path} are damaged: starting over"
         keep = {"lock", "state.json"} | {f for s in kept for f in [s["file"], *s["arrays"].values()]}
-        for entry in self.dir.iterdir():
+        for entry in self._own_files():
             if entry.name not in keep:
-                _remove(entry)
+                entry.unlink()
         self._save_state(kept)
         return kept
 
@@ -209,7 +219,7 @@ class VideoWriter:
         if self._lock is None:
             return self.path
         if self._container is not None:
-            self._finish_segment({}, {})
+            self._finish_segment(None, {})
         if not self._segments:
             self.abort()
             raise RuntimeError("no frames were written")
@@ -220,8 +230,8 @@ class VideoWriter:
             if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):  # appeared while we worked
                 raise InputError(f"output.path {self.path} became a device, pipe or socket; lipsync never replaces those")
             os.replace(temp, self.path)
-        except BaseException:
-            self.abort()
+        except BaseException as err:
+            self.abort(keep=self._key is not None and not isinstance(err, Exception))
             raise
         self._release(keep=False)
         return self.path
@@ -239,14 +249,25 @@ class VideoWriter:
             self._release(keep=keep and bool(self._segments))
 
     def _release(self, keep: bool) -> None:
-        if keep:
-            for entry in self.dir.iterdir():
-                if entry.name.endswith((".part", ".partial" + self.path.suffix)):
-                    _remove(entry)
-        else:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        for entry in self._own_files():
+            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith("output.partial"):
+                entry.unlink(missing_ok=True)
+        if not keep:
+            try:
+                self.dir.rmdir()
+            except OSError:  # someone else's file inside: left alone
+                pass
         self._lock.close()  # releases the flock
         self._lock = None
+
+    def _own_files(self) -> list[Path]:
+        """The files this writer makes in the sidecar; anything else there is not ours to remove."""
+        return [
+            entry for entry in self.dir.iterdir()
+            if entry.is_file() and not entry.is_symlink()
+            and (entry.name in ("lock", "state.json", "state.json.tmp") or entry.name.endswith(".npy")
+                 or entry.name.startswith(("segment-", "output.partial")))
+        ]
 
     def _open_segment(self) -> None:
         import av
@@ -259,7 +280,9 @@ class VideoWriter:
         self._video.options = dict(self._options)
         self._segment_frames = 0
 
-    def _finish_segment(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+    def _finish_segment(self, state: dict | None, arrays: dict[str, np.ndarray]) -> None:
+        """Close the open segment and list it in ``state.json`` with the caller's ``state``; the
+        last segment (``state`` None) is not listed: there is nothing to resume after it."""
         for packet in self._video.encode(None):
             self._container.mux(packet)
         self._container.close()
@@ -272,7 +295,8 @@ class VideoWriter:
             files[key] = f"{key}-{index:05d}.npy"
             np.save(self.dir / files[key], np.asarray(array), allow_pickle=False)
         self._segments.append({"file": name, "frames": self._segment_frames, "state": state, "arrays": files})
-        self._save_state(self._segments)
+        if state is not None:
+            self._save_state(self._segments)
 
     def _assemble(self, temp: Path) -> None:
         """Join the segments' packets, time-shifted, into one stream and encode the sound beside it."""
@@ -339,9 +363,3 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
-
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry, ignore_errors=True)
-    else:
-        entry.unlink(missing_ok=True)
