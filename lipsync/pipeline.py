@@ -174,7 +174,7 @@ class Pipeline:
             )
             counter = _FaceCounter()
             chunks = self._chunks(job, still, still_face, source, counter, reporter)
-            key = self._resume_key(audio, image, video, text)
+            key = self._resume_key(audio, image, video, text) if source_kind in req.resumable else None
             written = self._write(job, chunks, timeline.num_frames, (sound, rate, layout), Path(output), key, reporter)
         finally:
             reporter.close()
@@ -287,18 +287,17 @@ class Pipeline:
         digest.update(json.dumps([settings, text], sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
-    def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, output: Path, key: str, reporter: Reporter) -> int:
+    def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, output: Path, key: str | None, reporter: Reporter) -> int:
         """Generate, interpolate and encode. The writer keeps a checkpoint after each backend
-        chunk; with ``resume=true`` a backend whose chunks are independent (``Requirements.resumable``)
-        skips the chunks an interrupted run already finished."""
+        chunk; with ``resume=true`` a backend whose chunks are independent (``Requirements.resumable``,
+        then ``key`` identifies the job) skips the chunks an interrupted run already finished."""
         cfg = self.cfg.output
         samples, rate, layout = sound
-        resumable = job.source in self.requirements.resumable
         resume = bool(self.cfg.get("resume", False))
         previous = None
         with VideoWriter(output, float(cfg.fps), samples, rate, crf=int(cfg.crf), preset=str(cfg.preset),
-                         layout=layout, key=key if resumable else None, resume=resume and resumable) as writer:
-            if resume and not resumable:
+                         layout=layout, key=key, resume=resume and key is not None) as writer:
+            if resume and key is None:
                 reporter.warn(f"backend {self.cfg.backend.name} cannot resume (its chunks depend on each other): starting over")
             elif writer.note:
                 reporter.warn(writer.note)

@@ -95,13 +95,27 @@ def test_device_fifo_and_links_to_devices_are_never_replaced(files, capsys):
     (files / "null.mp4").symlink_to("/dev/null")
     for output in ("pipe.mp4", "null.mp4"):
         assert run_cli("backend.source=none", f"output.path={output}") == 2
-        one_line_error(capsys, "device, pipe or socket")
+        one_line_error(capsys, "is a device, pipe or socket")
     assert stat.S_ISFIFO((files / "pipe.mp4").lstat().st_mode)
     assert (files / "null.mp4").is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert run_cli("backend.source=none", "output.path=/dev/null") == 2
     one_line_error(capsys, "must end in .mp4")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert debris(files) == []
+
+
+def test_a_fifo_made_during_the_run_is_not_replaced(files, monkeypatch):
+    pipe = Pipeline(compose("loudness", {"quiet": True, "backend.source": "none"}))
+    plain = pipe.generator.generate
+
+    def making_a_fifo(job, chunks):
+        yield from plain(job, chunks)
+        os.mkfifo(files / "late.mp4")
+
+    monkeypatch.setattr(pipe.generator, "generate", making_a_fifo)
+    with pytest.raises(InputError, match="became a device, pipe or socket"):
+        pipe.run(audio=files / "speech.wav", output=files / "late.mp4", reporter=Reporter(quiet=True))
+    assert stat.S_ISFIFO((files / "late.mp4").lstat().st_mode) and debris(files) == []
 
 
 def test_a_folder_as_output_is_refused_and_left_empty(files, capsys):

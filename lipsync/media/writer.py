@@ -225,8 +225,7 @@ class VideoWriter:
             raise RuntimeError("no frames were written")
         try:
             temp = self.dir / f"output.partial{self.path.suffix}"
-            self._assemble(temp)
-            os.chmod(temp, 0o666 & ~_umask())
+            self._assemble(temp)  # FFmpeg creates it as open(2) does: permissions follow the umask
             if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):  # appeared while we worked
                 raise InputError(f"output.path {self.path} became a device, pipe or socket; lipsync never replaces those")
             os.replace(temp, self.path)
@@ -350,16 +349,3 @@ class VideoWriter:
         if seconds is None:
             for packet in stream.encode(None):
                 self._container.mux(packet)
-
-
-def _umask() -> int:
-    try:  # Linux states it; os.umask would clear it for an instant, visible to other threads
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
