@@ -439,3 +439,19 @@ def test_a_crash_leaves_nothing_behind(long_speech, monkeypatch):
     with pytest.raises(RuntimeError):
         pipe.run(audio=long_speech / "speech.wav", output=long_speech / "out.mp4", reporter=Reporter(quiet=True))
     assert debris(long_speech) == []
+
+
+def test_the_sidecar_never_touches_files_it_did_not_make(tmp_path):
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("keep me")
+    sidecar_dir(tmp_path / "a.mp4").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="is in the way"):
+        VideoWriter(tmp_path / "a.mp4", 25)
+    sidecar = sidecar_dir(tmp_path / "b.mp4")
+    sidecar.mkdir()
+    (sidecar / "notes.txt").write_text("keep me too")
+    with VideoWriter(tmp_path / "b.mp4", 25) as out:
+        out.write(np.zeros((3, 16, 16, 3), np.uint8))
+    assert (elsewhere / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in sidecar.iterdir()] == ["notes.txt"] and probe_video(tmp_path / "b.mp4").num_frames == 3
