@@ -322,8 +322,10 @@ def start(folder: Path) -> subprocess.Popen:
     script = folder / "runner.py"
     script.write_text(_RUNNER.format(root=str(ROOT)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, str(script), *ARGS], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell starts background jobs with SIGINT ignored, and Python keeps it so: restore it.
+    return subprocess.Popen([sys.executable, str(script), *ARGS], cwd=folder, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_segment(folder: Path, process: subprocess.Popen) -> None:
