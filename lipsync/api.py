@@ -165,7 +165,7 @@ def _as_overrides(values: dict[str, Any]) -> list[str]:
     return items
 
 
-_TOP_LEVEL = ("device", "seed", "chunk_size", "quiet", "verbose")
+_TOP_LEVEL = ("device", "seed", "chunk_size", "quiet", "verbose", "resume")
 
 
 def _literal(value: Any) -> str:

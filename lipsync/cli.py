@@ -8,20 +8,24 @@ The overrides are parsed, composed and validated before anything heavy is import
 every value of every sweep), so a typo, a wrong type, an out-of-range value, an unknown backend, a
 missing input file or a missing checkpoint ends at once with exit code 2 and one line. A single
 run (or batch) runs in this process without Hydra's app machinery, so it writes nothing but its
-output; ``-m`` and ``hydra.*`` overrides go through Hydra. ``verbose=true`` shows tracebacks.
+output; ``-m`` and ``hydra.*`` overrides go through Hydra. ``verbose=true`` shows tracebacks
+(the exit code stays). Ctrl-C and SIGTERM end the run with one line and exit code 130 or 143.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
-from lipsync.errors import ConfigError, LipsyncError
+from lipsync.errors import ConfigError, Interrupted, LipsyncError
 
 # Hydra flags that take no composition of ours: pass them straight through.
 _HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--resolve",
                 "--shell-completion", "-sc", "--package", "-p", "--config-path", "-cp",
-                "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
+                "--config-name", "-cn", "--config-dir", "-cd")
 _MULTIRUN = ("-m", "--multirun")
 _failures: list[str] = []
 
@@ -29,14 +33,31 @@ _failures: list[str] = []
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(arg.replace(" ", "").lower() in ("verbose=true", "verbose=1", "+verbose=true") for arg in argv)
+    if any(arg.split("=", 1)[0] == "--experimental-rerun" for arg in argv):
+        # Hydra would unpickle the file: running whatever code it holds.
+        return _report(ConfigError("--experimental-rerun is not supported (it unpickles a file); run the command again instead"))
+    handles_signals = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles_signals else None
     try:
         return _dispatch(argv, verbose)
     except LipsyncError as err:
         if verbose:  # the traceback as well; the exit code stays the user-error one
-            import traceback
-
             traceback.print_exc()
         return _report(err)
+    except (KeyboardInterrupt, Interrupted) as err:
+        if verbose:
+            traceback.print_exc()
+        how = "by SIGTERM" if isinstance(err, Interrupted) else "(Ctrl-C)"
+        print(f"lipsync: interrupted {how}; nothing was written to the output "
+              "(run the same command with resume=true to continue)", file=sys.stderr)
+        return Interrupted.exit_code if isinstance(err, Interrupted) else 130
+    finally:
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    raise Interrupted()
 
 
 def _dispatch(argv: list[str], verbose: bool) -> int:
@@ -252,7 +273,7 @@ def _task(cfg) -> dict | None:
         )
     except LipsyncError as err:
         if cfg.verbose:
-            raise
+            traceback.print_exc()
         code = _report(err, prefix=f"job {runtime.job.num}: " if multirun else "")
         if multirun:
             _failures.append(str(err))

@@ -148,6 +148,7 @@ class LipsyncConfig:
     quiet: Optional[bool] = None  # default: bars for a single run, quiet in multirun
     verbose: bool = False  # tracebacks instead of one-line errors
     eval: bool = True  # multirun: score each job's video (metrics.json, lipsync.metrics.record)
+    resume: bool = False  # continue an interrupted run from its last finished segment
 
     def __post_init__(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):

@@ -26,6 +26,15 @@ class WeightsError(LipsyncError):
     """A checkpoint file that exists but is not what it claims to be (hash, layout, format)."""
 
 
+class Interrupted(BaseException):
+    """SIGTERM turned into an exception (like KeyboardInterrupt for SIGINT), so that cleanup runs.
+
+    A BaseException: ``except Exception`` in libraries must not swallow it.
+    """
+
+    exit_code = 143
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (library errors can span many lines)."""
     text = str(err).strip().splitlines()

@@ -9,6 +9,8 @@ by the chunk whatever the input length. The output appears at its destination on
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +23,14 @@ from lipsync.audio.encoder import AudioEncoder
 from lipsync.errors import ConfigError, InputError, MissingWeightsError
 from lipsync.face.detector import FaceDetector
 from lipsync.interp.base import Interpolator
-from lipsync.media.audio import decode_audio, to_model_audio
+from lipsync.media.audio import channel_layout, decode_audio, stereo_matrix, to_model_audio
 from lipsync.media.length import fit_audio, plan_timeline, source_indices
 from lipsync.media.video import VideoSource, is_image, load_image
-from lipsync.media.writer import VideoWriter
+from lipsync.media.writer import AAC_LAYOUTS, VideoWriter, check_destination
 from lipsync.progress import Reporter
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 from lipsync.registry import build
-from lipsync.weights.store import missing_error
+from lipsync.weights.store import missing_error, sha256sum
 
 
 @dataclass
@@ -140,12 +142,17 @@ class Pipeline:
     ) -> Result:
         reporter = reporter or Reporter(quiet=bool(self.cfg.quiet))
         source_kind = self._check_inputs(audio, image, video)
+        check_destination(output, (audio, image, video))
         self.check_weights()
         req = self.requirements
         try:
             with reporter.stage("reading audio"), reporter.timed("read audio"):
                 sound, rate = decode_audio(audio)
-                speech = to_model_audio(sound, rate, req.sample_rate)
+                layout = channel_layout(audio, sound.shape[1])
+                speech = to_model_audio(sound, rate, req.sample_rate, layout)
+                if layout not in AAC_LAYOUTS:
+                    reporter.warn(f"AAC cannot carry the {layout} of {audio}: the sound track is downmixed to stereo")
+                    sound, layout = sound @ stereo_matrix(layout), "stereo"
             still, still_face, source = None, None, None
             if source_kind == "image":
                 still, still_face = self._read_still(image, reporter)
@@ -184,7 +191,8 @@ class Pipeline:
             )
             counter = _FaceCounter()
             chunks = self._chunks(job, still, still_face, source, counter, reporter)
-            written = self._write(job, chunks, timeline.num_frames, sound, rate, Path(output), reporter)
+            key = self._resume_key(audio, image, video, text) if source_kind in req.resumable else None
+            written = self._write(job, chunks, timeline.num_frames, (sound, rate, layout), Path(output), key, reporter)
         finally:
             reporter.close()
         result = Result(
@@ -284,12 +292,41 @@ class Pipeline:
             else:
                 yield Chunk(start, count)
 
-    def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, rate: int, output: Path, reporter: Reporter) -> int:
+    def _resume_key(self, audio, image, video, text) -> str:
+        """A hash of what the output is made from: the inputs' bytes and the config (less the
+        options that do not change the result)."""
+        digest = hashlib.sha256()
+        for source in (audio, image, video):
+            digest.update((sha256sum(Path(source)) if source is not None and Path(source).is_file() else str(source)).encode())
+        settings = OmegaConf.to_container(self.cfg, resolve=True)
+        for key in ("resume", "quiet", "verbose"):
+            settings.pop(key, None)
+        digest.update(json.dumps([settings, text], sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+    def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, output: Path, key: str | None, reporter: Reporter) -> int:
+        """Generate, interpolate and encode. The writer keeps a checkpoint after each backend
+        chunk; with ``resume=true`` a backend whose chunks are independent (``Requirements.resumable``,
+        then ``key`` identifies the job) skips the chunks an interrupted run already finished."""
         cfg = self.cfg.output
+        samples, rate, layout = sound
+        resume = bool(self.cfg.get("resume", False))
         previous = None
-        written = 0
-        with VideoWriter(output, float(cfg.fps), sound, rate, crf=int(cfg.crf), preset=str(cfg.preset)) as writer:
+        with VideoWriter(output, float(cfg.fps), samples, rate, crf=int(cfg.crf), preset=str(cfg.preset),
+                         layout=layout, key=key, resume=resume and key is not None) as writer:
+            if resume and key is None:
+                reporter.warn(f"backend {self.cfg.backend.name} cannot resume (its chunks depend on each other): starting over")
+            elif writer.note:
+                reporter.warn(writer.note)
+            written, done = writer.frames_written, 0
+            if writer.resumed is not None:
+                state, arrays = writer.resumed
+                done, previous = int(state["done"]), arrays.get("previous")
+                reporter.info(f"resuming after frame {done} of {job.num_frames}")
+                # Earlier chunks are still made (and their faces tracked) but not generated again.
+                chunks = (chunk for chunk in chunks if chunk.start >= done)
             with reporter.stage(f"generating ({self.cfg.backend.name})", total=job.num_frames) as stage:
+                stage.advance(done)
                 with reporter.timed("generate"):
                     for frames in self.generator.generate(job, chunks):
                         frames = _check_frames(frames, self.cfg.backend.name)
@@ -300,6 +337,8 @@ class Pipeline:
                         with reporter.timed("encode"):
                             writer.write(lifted)
                         written += len(lifted)
+                        done += len(frames)
+                        writer.checkpoint({"done": done}, previous=previous)
             if written == 0:
                 raise RuntimeError(f"backend {self.cfg.backend.name} produced no frames")
             if written < total:

@@ -29,6 +29,9 @@ class Requirements:
     needs_face: whether the core must detect and track a face in the source.
     resolution: the working size of its network in pixels (None: any), checked against inputs.
     chunk_size: frames per chunk it prefers (a multiple of its temporal window).
+    resumable: the source kinds for which each chunk's frames depend only on the job and that
+        chunk (one output frame per chunk frame, no state carried over), so an interrupted run
+        can restart at any chunk with ``resume=true`` and give the same result.
     """
 
     source: Source = "any"
@@ -38,6 +41,7 @@ class Requirements:
     needs_face: bool = True
     resolution: int | None = None
     chunk_size: int = 16
+    resumable: tuple[Source, ...] = ()
 
 
 @dataclass

@@ -30,7 +30,8 @@ class LoudnessBackend(Generator):
         self.chunk_lengths: list[int] = []
 
     def requirements(self) -> Requirements:
-        return Requirements(source=self.source, fps=self.fps, needs_face=False, chunk_size=self.chunk_size)
+        return Requirements(source=self.source, fps=self.fps, needs_face=False, chunk_size=self.chunk_size,
+                            resumable=("image", "video", "none"))
 
     def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
         hop = job.sample_rate / job.fps

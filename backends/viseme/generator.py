@@ -50,8 +50,9 @@ class VisemeGenerator(Generator):
         self.mouth = MouthRenderer(teeth=bool(teeth))
 
     def requirements(self) -> Requirements:
+        # A still's frames depend only on the frame index; a video's mouth colour follows the frames.
         return Requirements(source="any", fps=self.fps, audio_encoders=("phonemes",), needs_face=True,
-                            chunk_size=self.chunk_size)
+                            chunk_size=self.chunk_size, resumable=("image",))
 
     def curves(self, job: Job) -> MouthCurves:
         """The mouth shape of every frame of the job."""

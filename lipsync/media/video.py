@@ -40,7 +40,9 @@ def bundled_image(name: str) -> np.ndarray | None:
 def load_image(path: str | Path) -> np.ndarray:
     """A still image as RGB uint8 (H, W, 3), upright per its EXIF orientation.
 
-    A name that is not a file but names a bundled sample (``astronaut``) gives that photograph.
+    Any mode PIL reads is brought to 8-bit RGB by its range: 16- and 32-bit integer greyscale
+    (scaled from 0..65535), float greyscale (0..1), CMYK, palettes; transparency is laid over
+    white. A name that is not a file but names a bundled sample (``astronaut``) gives that photograph.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -52,13 +54,34 @@ def load_image(path: str | Path) -> np.ndarray:
         raise InputError(f"image file not found: {path} (check input.image)")
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            rgb = np.asarray(img.convert("RGB"))
+            rgb = to_rgb8(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"image {path} has more than {2 * Image.MAX_IMAGE_PIXELS} pixels; scale it down (a face needs far fewer)"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InputError(f"cannot read image {path}: {err} (give a jpg or png)") from None
+        raise InputError(f"cannot read image {path}: {first_line(err)} (give a jpg or png)") from None
     if min(rgb.shape[:2]) < 16:
         raise InputError(f"image {path} is {rgb.shape[1]}x{rgb.shape[0]}: too small to hold a face")
     return rgb
+
+
+def to_rgb8(img) -> np.ndarray:
+    """A PIL image of any mode as RGB uint8 ``(H, W, 3)``."""
+    from PIL import Image
+
+    if img.mode.startswith("I"):  # I;16, I;16B, I (PIL's 16-bit PNG/TIFF greyscale)
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.round(wide.clip(0, 65535) / 257).astype(np.uint8))
+    elif img.mode == "F":
+        wide = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.round(np.nan_to_num(wide).clip(0, 1) * 255).astype(np.uint8))
+    if img.mode == "P" or img.mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return np.asarray(img.convert("RGB"))
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -183,16 +206,16 @@ class _Index:
                 stream = container.streams.video[0]
                 width, height = stream.codec_context.width, stream.codec_context.height
                 rate = float(stream.average_rate or stream.guessed_rate or 25)
-                rotation = _rotation(container, stream)
-                container.seek(0, stream=stream, backward=True)
                 pts = sorted(int(p.pts) for p in container.demux(stream) if p.pts is not None and p.size)
                 base = float(stream.time_base)
+            if not pts or not width:
+                raise InputError(f"video {path} has no frames; give a video with at least one frame")
+            with av.open(str(path)) as container:  # fresh: a seek back can fail on odd files
+                rotation = _rotation(container, container.streams.video[0])
         except InputError:
             raise
         except Exception as err:
             raise InputError(f"cannot read video {path}: {first_line(err)}") from None
-        if not pts or not width:
-            raise InputError(f"video {path} has no frames")
         pts_array = np.asarray(pts, dtype=np.int64)
         times = (pts_array - pts_array[0]) * base
         duration = float(times[-1]) + 1.0 / rate

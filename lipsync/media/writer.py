@@ -1,28 +1,86 @@
-"""The one place output video is encoded: H.264 (libx264) + AAC in MP4, through PyAV's bundled
-FFmpeg (no ffmpeg binary needed).
+"""The one place output video is encoded: H.264 (libx264) + AAC through PyAV's bundled FFmpeg (no
+ffmpeg binary needed), in MP4, MOV or MKV by the destination's suffix.
 
-Frames are written as they come; the sound is encoded in step with them so the file interleaves
-properly. Everything goes to a hidden temporary file beside the destination, renamed over it only
-when the file is complete: an interrupted run leaves no partial output and never clobbers an
-earlier result.
+The user's files come first:
+
+- ``check_destination`` runs before any work: the destination must be absent or a regular file,
+  never one of the inputs (compared by inode, so symlinks, hard links and relative paths count),
+  and its folder must be writable.
+- Frames are encoded into segments inside a hidden sidecar folder beside the destination
+  (``.NAME.resume/``); the finished file is assembled there and renamed over the destination
+  only when complete, with permissions from the umask. An interrupted run never leaves a partial
+  file at the destination, and a lock on the sidecar keeps two runs off one destination.
+- Each segment restarts the encoder (a keyframe) at a chunk boundary once it holds
+  ``SEGMENT_FRAMES`` frames. A run killed midway keeps its finished segments; the next run with
+  the same key (inputs and config) can resume after the last one, and since an uninterrupted run
+  splits its segments at the same frames, the result is the same video stream byte for byte.
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import stat
 import tempfile
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from lipsync.errors import InputError
 
+# x264's default keyframe interval: a segment boundary adds no keyframe an unbroken stream lacks.
+SEGMENT_FRAMES = 250
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Channel layouts the AAC encoder takes as they are; any other sound is downmixed to stereo.
+AAC_LAYOUTS = ("mono", "stereo", "2.1", "3.0", "quad", "4.0", "5.0", "5.1", "6.0", "6.1", "7.0", "7.1")
+
+
+def check_destination(path: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """``path`` if it can take the output; otherwise InputError saying why. Creates nothing."""
+    path = Path(path)
+    if path.suffix.lower() not in CONTAINERS:
+        raise InputError(
+            f"output.path {path} must end in {', '.join(CONTAINERS)} (lipsync writes H.264 video with AAC sound)"
+        )
+    if path.is_dir():
+        raise InputError(f"output.path {path} is a folder; name a file in it, e.g. output.path={path / 'out.mp4'}")
+    if path.exists():
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise InputError(f"output.path {path} is a device, pipe or socket, not a file; lipsync never replaces those")
+        for source in inputs:
+            if source is not None and Path(source).exists() and os.path.samefile(path, source):
+                raise InputError(f"output.path {path} is the input {source}; writing it would destroy it: choose another output.path")
+    folder = path.parent.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {path}: {folder} is a file, not a folder (check output.path)")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()  # the only sure test (read-only mounts, ACLs, root)
+    except OSError as err:
+        raise InputError(f"cannot write to {folder}: {err.strerror} (choose a writable output.path)") from None
+    return path
+
+
+def sidecar_dir(path: str | Path) -> Path:
+    """The hidden folder beside ``path`` where its segments are kept until the file is complete."""
+    path = Path(path)
+    return path.parent / f".{path.name}.resume"
+
 
 class VideoWriter:
     """Write RGB uint8 frame chunks and, optionally, a sound track to ``path``.
 
-    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``.
-    Use as a context manager: leaving with an exception discards the temporary file.
+    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``; ``layout``
+    names its channels (default: mono or stereo by count). Use as a context manager: an error
+    discards everything; an interruption (Ctrl-C, SIGTERM) keeps the finished segments of a
+    resumable run (``key`` given).
+
+    Resuming: with ``resume=True`` and the same ``key`` as the run that left the sidecar, the
+    finished segments are kept and ``resumed`` holds what the caller stored with the last one
+    (``checkpoint``); otherwise the sidecar is cleared and ``note`` says why, if resuming was asked.
     """
 
     def __init__(
@@ -33,33 +91,91 @@ class VideoWriter:
         sample_rate: int = 16000,
         crf: int = 18,
         preset: str = "medium",
+        layout: str | None = None,
+        key: str | None = None,
+        resume: bool = False,
     ):
-        import av
-
-        self.path = Path(path)
+        self.path = check_destination(path)
         self.fps = Fraction(fps).limit_denominator(1001)
-        self.frames_written = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4", dir=self.path.parent)
-        except OSError as err:
-            raise InputError(f"cannot write to {self.path.parent}: {err.strerror} (check output.path)") from None
-        os.close(handle)
-        self._temp = Path(temp)
-        self._container = av.open(str(self._temp), mode="w", format="mp4")
-        self._video = self._container.add_stream("libx264", rate=self.fps)
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = {"crf": str(crf), "preset": preset}
+        self._options = {"crf": str(crf), "preset": preset}
+        self._key = key
         self._size: tuple[int, int] | None = None
-        self._audio_stream = None
-        self._audio_done = 0
+        self._audio = None
         if audio is not None and len(audio):
             samples = audio if audio.ndim == 2 else audio[:, None]
             self._audio = np.ascontiguousarray(samples.clip(-1, 1), dtype=np.float32)
             self._rate = int(sample_rate)
-            layout = "stereo" if self._audio.shape[1] == 2 else "mono"
-            self._audio_stream = self._container.add_stream("aac", rate=self._rate, layout=layout)
-            self._audio_stream.bit_rate = 192_000
+            self._layout = layout or ("stereo" if self._audio.shape[1] == 2 else "mono")
+            if self._layout not in AAC_LAYOUTS:
+                raise ValueError(f"AAC cannot carry the {self._layout} layout; downmix first")
+        self.dir = sidecar_dir(self.path)
+        if self.dir.is_symlink() or (self.dir.exists() and not self.dir.is_dir()):
+            raise InputError(f"{self.dir} is in the way (lipsync keeps unfinished output there): move it or choose another output.path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(exist_ok=True)
+            self._lock = open(self.dir / "lock", "a")
+        except OSError as err:
+            raise InputError(f"cannot write to {self.path.parent}: {err.strerror} (check output.path)") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise InputError(f"another lipsync run is writing {self.path}; wait for it or choose another output.path") from None
+        self.note: str | None = None
+        self.resumed: tuple[dict, dict[str, np.ndarray]] | None = None
+        self._segments: list[dict] = []
+        try:
+            self._segments = self._start(resume)
+        except BaseException:
+            self._release(keep=False)
+            raise
+        self.frames_written = sum(segment["frames"] for segment in self._segments)
+        self._container = None  # the segment being written
+        self._video = None
+        self._segment_frames = 0
+
+    # -- the sidecar -------------------------------------------------------------------------------
+
+    def _start(self, resume: bool) -> list[dict]:
+        """The finished segments kept from an interrupted run (none unless resuming with the same key)."""
+        kept: list[dict] = []
+        if resume:
+            state = self._read_state()
+            if not state or not state.get("segments"):
+                self.note = f"nothing to resume for {self.path}: starting from the beginning"
+            elif self._key is None or state.get("key") != self._key:
+                self.note = "the inputs or the config changed since the interrupted run: starting over"
+            else:
+                try:
+                    files = state["segments"][-1]["arrays"].items()
+                    arrays = {name: np.load(self.dir / file, allow_pickle=False) for name, file in files}
+                    kept = state["segments"]
+                    self.resumed = (kept[-1]["state"], arrays)
+                except (OSError, ValueError):
+                    self.note = f"the unfinished pieces of {self.path} are damaged: starting over"
+        keep = {"lock", "state.json"} | {f for s in kept for f in [s["file"], *s["arrays"].values()]}
+        for entry in self._own_files():
+            if entry.name not in keep:
+                entry.unlink()
+        self._save_state(kept)
+        return kept
+
+    def _read_state(self) -> dict | None:
+        try:
+            state = json.loads((self.dir / "state.json").read_text())
+            if all((self.dir / s["file"]).is_file() for s in state["segments"]):
+                return state
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def _save_state(self, segments: list[dict]) -> None:
+        temp = self.dir / "state.json.tmp"
+        temp.write_text(json.dumps({"key": self._key, "segments": segments}))
+        os.replace(temp, self.dir / "state.json")
+
+    # -- writing -----------------------------------------------------------------------------------
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -68,7 +184,8 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            # An interruption is not the run's fault: keep what is finished for resume=true.
+            self.abort(keep=self._key is not None and not issubclass(exc_type, Exception))
 
     def write(self, frames: np.ndarray) -> None:
         """Append ``(n, H, W, 3)`` RGB uint8 frames (every chunk the same size)."""
@@ -80,56 +197,155 @@ class VideoWriter:
             height, width = frames.shape[1:3]
             # yuv420p needs even dimensions: the odd last row/column is dropped.
             self._size = (width - width % 2, height - height % 2)
-            self._video.width, self._video.height = self._size
         width, height = self._size
+        if self._container is None:
+            self._open_segment()
         for frame in frames:
             image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:height, :width]), format="rgb24")
             for packet in self._video.encode(image):
                 self._container.mux(packet)
             self.frames_written += 1
-        self._write_audio_until(self.frames_written / float(self.fps))
+            self._segment_frames += 1
+
+    def checkpoint(self, state: dict, **arrays: np.ndarray) -> None:
+        """Mark a point the caller could resume from (a chunk boundary). Once the open segment
+        holds ``SEGMENT_FRAMES`` frames it is finished and kept, with ``state`` (JSON) and
+        ``arrays`` for ``resumed``."""
+        if self._container is not None and self._segment_frames >= SEGMENT_FRAMES:
+            self._finish_segment(state, arrays)
 
     def close(self) -> Path:
-        """Flush the encoders, finish the file and move it to its destination."""
-        if self._container is None:
+        """Finish the last segment, assemble the file with its sound and move it to its destination."""
+        if self._lock is None:
             return self.path
-        for packet in self._video.encode(None):
-            self._container.mux(packet)
-        self._write_audio_until(None)
-        self._container.close()
-        self._container = None
-        os.replace(self._temp, self.path)
+        if self._container is not None:
+            self._finish_segment(None, {})
+        if not self._segments:
+            self.abort()
+            raise RuntimeError("no frames were written")
+        try:
+            temp = self.dir / f"output.partial{self.path.suffix}"
+            self._assemble(temp)  # FFmpeg creates it as open(2) does: permissions follow the umask
+            if self.path.exists() and not stat.S_ISREG(self.path.stat().st_mode):  # appeared while we worked
+                raise InputError(f"output.path {self.path} became a device, pipe or socket; lipsync never replaces those")
+            os.replace(temp, self.path)
+        except BaseException as err:
+            self.abort(keep=self._key is not None and not isinstance(err, Exception))
+            raise
+        self._release(keep=False)
         return self.path
 
-    def abort(self) -> None:
-        """Drop the temporary file; the destination is left as it was."""
+    def abort(self, keep: bool = False) -> None:
+        """Drop the segment being written and the unfinished file; keep the finished segments
+        only when ``keep``. The destination is left as it was."""
         if self._container is not None:
             try:
                 self._container.close()
             except Exception:
                 pass
             self._container = None
-        self._temp.unlink(missing_ok=True)
+        if self._lock is not None:
+            self._release(keep=keep and bool(self._segments))
 
-    def _write_audio_until(self, seconds: float | None) -> None:
+    def _release(self, keep: bool) -> None:
+        for entry in self._own_files():
+            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith("output.partial"):
+                entry.unlink(missing_ok=True)
+        if not keep:
+            try:
+                self.dir.rmdir()
+            except OSError:  # someone else's file inside: left alone
+                pass
+        self._lock.close()  # releases the flock
+        self._lock = None
+
+    def _own_files(self) -> list[Path]:
+        """The files this writer makes in the sidecar; anything else there is not ours to remove."""
+        return [
+            entry for entry in self.dir.iterdir()
+            if entry.is_file() and not entry.is_symlink()
+            and (entry.name in ("lock", "state.json", "state.json.tmp") or entry.name.endswith(".npy")
+                 or entry.name.startswith(("segment-", "output.partial")))
+        ]
+
+    def _open_segment(self) -> None:
         import av
 
-        if self._audio_stream is None:
+        name = f"segment-{len(self._segments):05d}.mp4"
+        self._container = av.open(str(self.dir / (name + ".part")), mode="w", format="mp4")
+        self._video = self._container.add_stream("libx264", rate=self.fps)
+        self._video.pix_fmt = "yuv420p"
+        self._video.width, self._video.height = self._size
+        self._video.options = dict(self._options)
+        self._segment_frames = 0
+
+    def _finish_segment(self, state: dict | None, arrays: dict[str, np.ndarray]) -> None:
+        """Close the open segment and list it in ``state.json`` with the caller's ``state``; the
+        last segment (``state`` None) is not listed: there is nothing to resume after it."""
+        for packet in self._video.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+        index = len(self._segments)
+        name = f"segment-{index:05d}.mp4"
+        os.replace(self.dir / (name + ".part"), self.dir / name)
+        files = {}
+        for key, array in arrays.items():
+            files[key] = f"{key}-{index:05d}.npy"
+            np.save(self.dir / files[key], np.asarray(array), allow_pickle=False)
+        self._segments.append({"file": name, "frames": self._segment_frames, "state": state, "arrays": files})
+        if state is not None:
+            self._save_state(self._segments)
+
+    def _assemble(self, temp: Path) -> None:
+        """Join the segments' packets, time-shifted, into one stream and encode the sound beside it."""
+        import av
+
+        self._container = av.open(str(temp), mode="w", format=CONTAINERS[self.path.suffix.lower()])
+        output = self._container
+        audio = None
+        if self._audio is not None:
+            audio = output.add_stream("aac", rate=self._rate, layout=self._layout)
+            audio.bit_rate = 192_000 * max(1, self._audio.shape[1] // 2)
+        stream = None
+        frames_before = 0
+        self._audio_done = 0
+        for segment in self._segments:
+            with av.open(str(self.dir / segment["file"])) as source:
+                video = source.streams.video[0]
+                if stream is None:
+                    stream = output.add_stream_from_template(video)
+                offset = round(frames_before / self.fps / video.time_base)
+                for packet in source.demux(video):
+                    if packet.dts is None:  # the demuxer's empty end-of-stream packet
+                        continue
+                    packet.pts += offset
+                    packet.dts += offset
+                    packet.stream = stream
+                    output.mux(packet)
+                    self._write_audio_until(audio, float(packet.dts * video.time_base))
+            frames_before += segment["frames"]
+        self._write_audio_until(audio, None)
+        output.close()
+        self._container = None
+
+    def _write_audio_until(self, stream, seconds: float | None) -> None:
+        import av
+
+        if stream is None:
             return
         end = len(self._audio) if seconds is None else min(len(self._audio), int(seconds * self._rate))
         block = 1024 * 16
         while self._audio_done < end:
             stop = min(end, self._audio_done + block)
             chunk = self._audio[self._audio_done:stop]
-            frame = av.AudioFrame.from_ndarray(
-                chunk.reshape(1, -1), format="flt", layout="stereo" if chunk.shape[1] == 2 else "mono"
-            )
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=self._layout)
             frame.sample_rate = self._rate
             frame.pts = self._audio_done
             frame.time_base = Fraction(1, self._rate)
-            for packet in self._audio_stream.encode(frame):
+            for packet in stream.encode(frame):
                 self._container.mux(packet)
             self._audio_done = stop
         if seconds is None:
-            for packet in self._audio_stream.encode(None):
+            for packet in stream.encode(None):
                 self._container.mux(packet)
