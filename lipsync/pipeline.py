@@ -253,17 +253,18 @@ class Pipeline:
         for start in range(0, job.num_frames, size):
             count = min(size, job.num_frames - start)
             if source is not None:
+                shown = source_indices(len(source), start, start + count, longer)
                 with reporter.timed("decode"):
-                    frames = source.read(source_indices(len(source), start, start + count, longer))
+                    frames = source.read(shown)
                 faces: list[Face | None] = []
                 if tracker is not None:
                     with reporter.timed("faces"):
                         faces = tracker.update(self.detector.detect_batch(frames))
                     counter.add(faces)
-                yield Chunk(start, count, frames, faces)
+                yield Chunk(start, count, frames, faces, shown)
             elif still is not None:
                 frames = np.broadcast_to(still, (count,) + still.shape)
-                yield Chunk(start, count, frames, [still_face] * count)
+                yield Chunk(start, count, frames, [still_face] * count, np.zeros(count, np.int64))
             else:
                 yield Chunk(start, count)
 
