@@ -269,14 +269,23 @@ class Pipeline:
                 yield Chunk(start, count)
 
     def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, rate: int, output: Path, reporter: Reporter) -> int:
+        """Stream the backend's frames into the output. The backend must yield exactly
+        ``job.num_frames`` frames: more or fewer is an error, never padded or cut. The only frames
+        the core adds are the interpolator's in-betweens (``factor - 1`` before each backend
+        frame); ``job.num_frames`` is chosen so that they reach the audio's end (``total``), and
+        the last backend frame's are cut there."""
         cfg = self.cfg.output
+        name = self.cfg.backend.name
         previous = None
-        written = 0
+        generated = written = 0
         with VideoWriter(output, float(cfg.fps), sound, rate, crf=int(cfg.crf), preset=str(cfg.preset)) as writer:
-            with reporter.stage(f"generating ({self.cfg.backend.name})", total=job.num_frames) as stage:
+            with reporter.stage(f"generating ({name})", total=job.num_frames) as stage:
                 with reporter.timed("generate"):
                     for frames in self.generator.generate(job, chunks):
-                        frames = _check_frames(frames, self.cfg.backend.name)
+                        frames = _check_frames(frames, name)
+                        generated += len(frames)
+                        if generated > job.num_frames:
+                            raise RuntimeError(_frame_count_error(name, f"at least {generated}", job.num_frames))
                         stage.advance(len(frames))
                         with reporter.timed("interpolate"):
                             lifted = self.interpolator.upsample(frames, self.factor, previous)[: total - written]
@@ -284,12 +293,8 @@ class Pipeline:
                         with reporter.timed("encode"):
                             writer.write(lifted)
                         written += len(lifted)
-            if written == 0:
-                raise RuntimeError(f"backend {self.cfg.backend.name} produced no frames")
-            if written < total:
-                # The interpolator cannot add frames after the last one: hold it to the audio's end.
-                writer.write(np.repeat(previous[None], total - written, axis=0))
-                written = total
+            if generated != job.num_frames:
+                raise RuntimeError(_frame_count_error(name, str(generated), job.num_frames))
         return written
 
 
@@ -301,6 +306,11 @@ class _FaceCounter:
     def add(self, faces: list[Face | None]) -> None:
         self.total += len(faces)
         self.missing += sum(face is None for face in faces)
+
+
+def _frame_count_error(name: str, count: str, wanted: int) -> str:
+    return (f"backend {name} yielded {count} frames for a job of {wanted}: a backend must yield exactly "
+            f"job.num_frames frames (the core neither pads nor cuts them)")
 
 
 def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
