@@ -9,7 +9,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
-from backends.latentsync.align import FaceAligner, alignment_points, similarity_transform
+from backends.latentsync.align import Crop, FaceAligner, alignment_points, similarity_transform
 from backends.latentsync.audio import frame_windows, upstream_frame_count, window_indices
 from backends.latentsync.checkpoint import checkpoint_state_dict
 from backends.latentsync.mask import fixed_mask, latent_mask
@@ -93,8 +93,7 @@ def mask(fx: Fixture) -> dict:
     image = fx.inputs["mask_png"].numpy() if "mask_png" in fx.inputs else None
     full = fixed_mask(resolution, image)
     # The full-size mask is named after its resolution (mask256 at 256 px).
-    names = [name for name in fx.outputs if name.startswith("mask") and name != "mask_latent"] or [f"mask{resolution}"]
-    return {**{name: full for name in names}, "mask_latent": latent_mask(full, resolution // scale)}
+    return {f"mask{resolution}": full, "mask_latent": latent_mask(full, resolution // scale)}
 
 
 @parity("latentsync.affine")
@@ -108,6 +107,11 @@ def affine(fx: Fixture) -> dict:
     nosmooth, _ = similarity_transform(points, aligner.template, smooth=False)
     face_resized = aligner.unsquash(fx.inputs["generated"].float(), crop)
     restored, soft = aligner.restore_with_mask(fx.inputs["frame"].numpy(), face_resized, crop)
+    # Upstream's default float16 alignment (informative outputs): the nearest this float32
+    # implementation comes is the float16-rounded matrix with float32 warps.
+    half = Crop(crop.matrix.astype(np.float16).astype(np.float32), crop.size)
+    half_face = aligner.face(fx.inputs["frame"].numpy(), half)
+    half_restored = aligner.restore(fx.inputs["frame"].numpy(), aligner.unsquash(fx.inputs["generated"].float(), half), half)
     sequence = FaceAligner(resolution)
     matrices, biases = [], []
     for lm in fx.inputs["landmarks106_seq"].numpy():
@@ -118,7 +122,9 @@ def affine(fx: Fixture) -> dict:
         "points": torch.from_numpy(points),
         "matrix": torch.from_numpy(crop.matrix),
         "matrix_nosmooth": torch.from_numpy(nosmooth),
-        "fp16path_matrix": torch.from_numpy(crop.matrix).half(),  # upstream's default float16 alignment
+        "fp16path_matrix": torch.from_numpy(half.matrix).half(),
+        "fp16path_face256": torch.from_numpy(half_face).permute(2, 0, 1),
+        "fp16path_restored": torch.from_numpy(half_restored),
         "face_crop": torch.from_numpy(aligner.crop(fx.inputs["frame"].numpy(), crop)),
         "face256": torch.from_numpy(face).permute(2, 0, 1),
         "face_resized": face_resized,
