@@ -52,8 +52,10 @@ class Recorder:
         rng = torch.Generator().manual_seed(5)
         self.noise = {
             "initial": torch.randn((1, 4, 1, LATENT, LATENT), generator=rng),
-            "masked": torch.randn((FRAMES, 4, LATENT, LATENT), generator=rng),
-            "reference": torch.randn((FRAMES, 4, LATENT, LATENT), generator=rng),
+            # A group's worth more than the frames need, so that a generator drawing too many
+            # shows in the tests' assertions rather than as a shortage of recorded draws.
+            "masked": torch.randn((FRAMES + GROUP, 4, LATENT, LATENT), generator=rng),
+            "reference": torch.randn((FRAMES + GROUP, 4, LATENT, LATENT), generator=rng),
         }
         self.states = torch.randn((20, WHISPER["n_layer"] + 1, WHISPER["n_state"]), generator=rng)
         self.unet_calls, self.step_eps, self.draws, self.traced = [], [], [], {}

@@ -154,6 +154,11 @@ class RecordedNoise:
         self.used[kind] = start + shape[0]
         return value
 
+    def check_all_used(self) -> None:
+        left = {kind: f"{self.used[kind]} of {len(value)} rows" for kind, value in self.draws.items() if self.used[kind] != len(value)}
+        if left:
+            raise ValueError(f"the generator drew fewer rows than the fixture recorded: {left}")
+
 
 def _upstream_loop(num_source: int, count: int) -> np.ndarray:
     """The source frame of each of ``count`` output frames as upstream's ``loop_video`` shows them:
@@ -226,9 +231,10 @@ def pipeline(fx: Fixture) -> dict:
         )
         _check_fixed_settings(fx, generator)
         generator.load("cpu")
-    generator.noise = lambda seed: RecordedNoise(
+    noise = RecordedNoise(
         {"initial": fx.inputs["init_noise"], "masked": fx.inputs["vae_noise_masked"], "reference": fx.inputs["vae_noise_ref"]}
     )
+    generator.noise = lambda seed: noise
     traced: dict[str, list] = {}
     generator.trace = lambda name, value: traced.setdefault(name, []).append(value)
 
@@ -251,6 +257,7 @@ def pipeline(fx: Fixture) -> dict:
             yield Chunk(start, len(rows), video[rows], faces, rows)
 
     frames = np.concatenate(list(generator.generate(job, chunks())))
+    noise.check_all_used()
     decoded = {i: face for indices, faces in traced["decoded_faces"] for i, face in zip(indices, faces)}
     # Which output frames' faces the fixture kept (its size budget); the faces compared are ours.
     kept = [int(i) for i in fx.outputs["decoded_faces_index"]]
