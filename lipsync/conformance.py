@@ -75,7 +75,7 @@ class Result:
     path: Path
     module: str
     kind: str
-    status: str  # PASS, FAIL or UNKNOWN
+    status: str  # PASS or FAIL
     max_abs_diff: float
     detail: str = ""
 
@@ -97,19 +97,27 @@ def load_handlers() -> None:
                 importlib.import_module(info.name)
 
 
+class FixtureError(ValueError):
+    """A fixture file that cannot be used as it is: unreadable, truncated, or its tensors differ
+    from what its JSON lists."""
+
+
 def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
 def load_fixture(path: str | Path) -> Fixture:
-    """Read a parity fixture (its .json and the .safetensors beside it)."""
-    from safetensors.torch import load_file
-
+    """Read a parity fixture (its .json and the .safetensors beside it), checked against what the
+    JSON lists: every output it describes, and every tensor of its ``tensors`` map with that
+    shape and dtype. FixtureError names the file and what is wrong."""
     path = Path(path)
-    meta = read_json(path)
+    try:
+        meta = read_json(path)
+    except (OSError, ValueError) as err:
+        raise FixtureError(f"{path.name} is unreadable: {err}") from None
     # A fixture without tensors keeps its cases in the JSON; its handler reads them from ``meta``.
     tensor_file = path.with_suffix(".safetensors")
-    tensors = load_file(str(tensor_file)) if tensor_file.is_file() else {}
+    tensors = _read_tensors(tensor_file, meta) if tensor_file.is_file() or meta.get("tensors") else {}
     fixture = Fixture(path, meta)
     for key, value in tensors.items():
         prefix, _, name = key.partition(".")
@@ -122,38 +130,72 @@ def load_fixture(path: str | Path) -> Fixture:
     return fixture
 
 
+def _read_tensors(tensor_file: Path, meta: Mapping) -> dict:
+    from safetensors.torch import load_file
+
+    if not tensor_file.is_file():
+        raise FixtureError(f"{tensor_file.name} is missing (the JSON lists tensors)")
+    try:
+        tensors = load_file(str(tensor_file))
+    except Exception as err:  # safetensors raises its own error types for a damaged file
+        raise FixtureError(f"{tensor_file.name} is truncated or not a safetensors file ({_first_line(err)})") from None
+    listed = dict(meta.get("tensors") or {})
+    for name in meta.get("outputs") or {}:
+        listed.setdefault(name if name.startswith("out.") else f"out.{name}", {})
+    for name, spec in listed.items():
+        if name not in tensors:
+            raise FixtureError(f"{tensor_file.name} has no tensor {name} (the JSON lists it)")
+        tensor, spec = tensors[name], spec if isinstance(spec, Mapping) else {}
+        if "shape" in spec and list(tensor.shape) != list(spec["shape"]):
+            raise FixtureError(f"{tensor_file.name}: {name} has shape {list(tensor.shape)}, the JSON says {list(spec['shape'])}")
+        if "dtype" in spec and str(tensor.dtype).removeprefix("torch.") != spec["dtype"]:
+            raise FixtureError(f"{tensor_file.name}: {name} is {str(tensor.dtype).removeprefix('torch.')}, the JSON says {spec['dtype']}")
+    return tensors
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 def run_fixture(path: str | Path) -> Result:
-    """Check one fixture file (manifest or parity) against the registered implementation."""
+    """Check one fixture file (manifest or parity) against the registered implementation. Never
+    raises: an unusable fixture, a module without a handler and a crashing handler all FAIL."""
     path = Path(path)
     try:
         meta = read_json(path)
-    except (OSError, json.JSONDecodeError) as err:
-        return Result(path, "?", "?", "FAIL", float("nan"), f"unreadable: {err}")
+    except (OSError, ValueError) as err:
+        return Result(path, "?", "?", "FAIL", float("nan"), f"bad fixture: {path.name} is unreadable: {_first_line(err)}")
     module, kind = meta.get("module", "?"), meta.get("kind", "?")
     registry = {"parity": PARITY, "manifest": MANIFEST}.get(kind)
     if registry is None or module not in registry:
-        return Result(path, module, kind, "UNKNOWN", float("nan"), f"no {kind} handler for module {module!r}")
+        return Result(path, module, kind, "FAIL", float("nan"), f"no {kind} handler for module {module!r}")
     try:
         if kind == "manifest":
             problems = registry[module](meta)
             detail = "; ".join(problems[:3]) + (f"; ... {len(problems) - 3} more" if len(problems) > 3 else "")
             return Result(path, module, kind, "FAIL" if problems else "PASS", float(len(problems)), detail)
         fixture = load_fixture(path)
+    except FixtureError as err:
+        return Result(path, module, kind, "FAIL", float("nan"), f"bad fixture: {err}")
+    except Exception as err:  # a crashing handler is a failed fixture, reported, not raised
+        return Result(path, module, kind, "FAIL", float("nan"), _first_line(err))
+    try:
         produced = registry[module](fixture)
         return compare_outputs(fixture, produced)
-    except Exception as err:  # a crashing handler is a failed fixture, reported, not raised
-        return Result(path, module, kind, "FAIL", float("nan"), f"{type(err).__name__}: {err}")
+    except Exception as err:
+        return Result(path, module, kind, "FAIL", float("nan"), _first_line(err))
 
 
 def compare_outputs(fixture: Fixture, produced: Mapping[str, Any]) -> Result:
-    """Compare every ``out.*`` of the fixture with what the implementation produced."""
+    """Compare every ``out.*`` of the fixture with what the implementation produced; one the
+    handler did not produce fails, informative or not."""
     produced = {_strip(name): value for name, value in produced.items()}
     worst, failures, notes = 0.0, [], []
     for name, expected in fixture.outputs.items():
         informative = _is_informative(fixture.meta, name)
         if name not in produced:
-            if not informative:
-                failures.append(f"{name}: not produced")
+            failures.append(f"{name}: not produced")
             continue
         want = _as_array(expected)
         got = _as_array(produced[name])
@@ -179,8 +221,8 @@ def compare_outputs(fixture: Fixture, produced: Mapping[str, Any]) -> Result:
 
 def _is_informative(meta: Mapping, name: str) -> bool:
     """An output the fixture gives no tolerance for, in a per-output tolerance map without a
-    default, is informative (e.g. a reference path that is not reproducible in float32): it is
-    compared and reported when produced, but it neither has to be produced nor to match."""
+    default, is informative (e.g. a reference path that is not reproducible in float32): it must
+    be produced, and it is compared and reported, but it need not match."""
     atol = meta.get("atol")
     if not isinstance(atol, Mapping) or "default" in atol:
         return False

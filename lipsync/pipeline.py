@@ -278,17 +278,18 @@ class Pipeline:
         for start in range(0, job.num_frames, size):
             count = min(size, job.num_frames - start)
             if source is not None:
+                shown = source_indices(len(source), start, start + count, longer)
                 with reporter.timed("decode"):
-                    frames = source.read(source_indices(len(source), start, start + count, longer))
+                    frames = source.read(shown)
                 faces: list[Face | None] = []
                 if tracker is not None:
                     with reporter.timed("faces"):
                         faces = tracker.update(self.detector.detect_batch(frames))
                     counter.add(faces)
-                yield Chunk(start, count, frames, faces)
+                yield Chunk(start, count, frames, faces, shown)
             elif still is not None:
                 frames = np.broadcast_to(still, (count,) + still.shape)
-                yield Chunk(start, count, frames, [still_face] * count)
+                yield Chunk(start, count, frames, [still_face] * count, np.zeros(count, np.int64))
             else:
                 yield Chunk(start, count)
 
@@ -305,31 +306,39 @@ class Pipeline:
         return digest.hexdigest()
 
     def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, output: Path, key: str | None, reporter: Reporter) -> int:
-        """Generate, interpolate and encode. The writer keeps a checkpoint after each backend
+        """Stream the backend's frames into the output. The backend must yield exactly
+        ``job.num_frames`` frames: more or fewer is an error, never padded or cut. The only frames
+        the core adds are the interpolator's in-betweens (``factor - 1`` before each backend
+        frame); ``job.num_frames`` is chosen so that they reach the audio's end (``total``), and
+        the last backend frame's are cut there. The writer keeps a checkpoint after each backend
         chunk; with ``resume=true`` a backend whose chunks are independent (``Requirements.resumable``,
         then ``key`` identifies the job) skips the chunks an interrupted run already finished."""
         cfg = self.cfg.output
+        name = self.cfg.backend.name
         samples, rate, layout = sound
         resume = bool(self.cfg.get("resume", False))
         previous = None
         with VideoWriter(output, float(cfg.fps), samples, rate, crf=int(cfg.crf), preset=str(cfg.preset),
                          layout=layout, key=key, resume=resume and key is not None) as writer:
             if resume and key is None:
-                reporter.warn(f"backend {self.cfg.backend.name} cannot resume (its chunks depend on each other): starting over")
+                reporter.warn(f"backend {name} cannot resume (its chunks depend on each other): starting over")
             elif writer.note:
                 reporter.warn(writer.note)
-            written, done = writer.frames_written, 0
+            written, done = writer.frames_written, 0  # done: backend frames made (by an interrupted run too)
             if writer.resumed is not None:
                 state, arrays = writer.resumed
                 done, previous = int(state["done"]), arrays.get("previous")
                 reporter.info(f"resuming after frame {done} of {job.num_frames}")
                 # Earlier chunks are still made (and their faces tracked) but not generated again.
                 chunks = (chunk for chunk in chunks if chunk.start >= done)
-            with reporter.stage(f"generating ({self.cfg.backend.name})", total=job.num_frames) as stage:
+            with reporter.stage(f"generating ({name})", total=job.num_frames) as stage:
                 stage.advance(done)
                 with reporter.timed("generate"):
                     for frames in self.generator.generate(job, chunks):
-                        frames = _check_frames(frames, self.cfg.backend.name)
+                        frames = _check_frames(frames, name)
+                        done += len(frames)
+                        if done > job.num_frames:
+                            raise RuntimeError(_frame_count_error(name, f"at least {done}", job.num_frames))
                         stage.advance(len(frames))
                         with reporter.timed("interpolate"):
                             lifted = self.interpolator.upsample(frames, self.factor, previous)[: total - written]
@@ -337,14 +346,9 @@ class Pipeline:
                         with reporter.timed("encode"):
                             writer.write(lifted)
                         written += len(lifted)
-                        done += len(frames)
                         writer.checkpoint({"done": done}, previous=previous)
-            if written == 0:
-                raise RuntimeError(f"backend {self.cfg.backend.name} produced no frames")
-            if written < total:
-                # The interpolator cannot add frames after the last one: hold it to the audio's end.
-                writer.write(np.repeat(previous[None], total - written, axis=0))
-                written = total
+            if done != job.num_frames:
+                raise RuntimeError(_frame_count_error(name, str(done), job.num_frames))
         return written
 
 
@@ -356,6 +360,11 @@ class _FaceCounter:
     def add(self, faces: list[Face | None]) -> None:
         self.total += len(faces)
         self.missing += sum(face is None for face in faces)
+
+
+def _frame_count_error(name: str, count: str, wanted: int) -> str:
+    return (f"backend {name} yielded {count} frames for a job of {wanted}: a backend must yield exactly "
+            f"job.num_frames frames (the core neither pads nor cuts them)")
 
 
 def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:

@@ -72,12 +72,15 @@ class Chunk:
     frames: RGB uint8 ``(n, H, W, 3)`` source frames (for a still image, a read-only broadcast
         view of it); None for backends whose source is ``none``.
     faces: the tracked face in each frame, None where there is none (pass those frames through).
+    sources: the source frame each frame shows (a looped video repeats them; a still is frame 0),
+        so a backend can treat a repeat as the frame it has seen; None when unknown.
     """
 
     start: int
     count: int
     frames: np.ndarray | None = None
     faces: list[Face | None] = field(default_factory=list)
+    sources: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.count

@@ -199,3 +199,45 @@ def test_all_missing_checkpoints_are_reported_in_one_line(tmp_path, monkeypatch)
     with pytest.raises(MissingWeightsError) as err:
         pipe.run(audio=audio, output=tmp_path / "o.mp4")
     assert f"lipsync-weights download {names[0]} {names[1]}" in str(err.value)
+
+
+@pytest.mark.parametrize("extra", [-43, -1, 1, 9])
+def test_backend_must_yield_exactly_the_frames_of_the_job(tmp_path, monkeypatch, extra):
+    """A backend that yields fewer or more frames than ``job.num_frames`` is an error naming both
+    counts; nothing is padded, cut or left at the destination."""
+    pipe = pipeline(**{"backend.source": "none"})
+    real = pipe.generator.generate
+
+    def miscounting(job, chunks):
+        frames = np.concatenate(list(real(job, chunks)))
+        if extra < 0:
+            frames = frames[:extra]
+        else:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], extra, axis=0)])
+        yield from np.array_split(frames, 3)
+
+    monkeypatch.setattr(pipe.generator, "generate", miscounting)
+    wanted = 50  # 2 s at 25 fps
+    # Too many frames are caught with the chunk that brings them, before it is written.
+    shown = r"at least (5[1-9]|60)" if extra > 0 else str(wanted + extra)
+    with pytest.raises(RuntimeError, match=f"yielded {shown} frames for a job of {wanted}"):
+        run(pipe, tmp_path, 2.0)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_interpolated_output_ends_with_the_audio(tmp_path):
+    """At 50 fps from a 25 fps backend the core adds only in-betweens: the output has exactly the
+    audio's frames, the backend exactly enough to reach them (its last one's in-between is kept,
+    the last frame itself falls past the audio's end)."""
+    pipe = pipeline(**{"backend.source": "none", "output.fps": 50, "interpolator": "linear"})
+    produced = []
+    real = pipe.generator.generate
+
+    def recording(job, chunks):
+        for frames in real(job, chunks):
+            produced.append(frames)
+            yield frames
+
+    pipe.generator.generate = recording
+    result, _ = run(pipe, tmp_path, 1.03)  # 51.5 frames at 50 fps
+    assert result.frames == 52 and len(np.concatenate(produced)) == 27

@@ -37,13 +37,16 @@ POINT_GROUPS = {
 }
 
 
-def alignment_points(face: Face) -> np.ndarray | None:
+def alignment_points(face: Face, whole_pixels: bool = False) -> np.ndarray | None:
     """``(3, 2)`` rounded pixel coordinates of the eyebrow and nose centres; None when the face
-    has no dense landmarks of a known scheme."""
+    has no dense landmarks of a known scheme. ``whole_pixels``: round the landmarks first, as
+    upstream's face detector hands them on (both roundings are numpy's half-to-even)."""
     groups = POINT_GROUPS.get(face.scheme)
     if groups is None or face.landmarks is None:
         return None
     points = np.asarray(face.landmarks, dtype=np.float64)[:, :2]
+    if whole_pixels:
+        points = np.round(points)
     return np.round([points[list(g)].mean(axis=0) for g in groups]).astype(np.float32)
 
 
@@ -192,11 +195,14 @@ class FaceAligner:
 
     def align(self, frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, Crop]:
         """uint8 ``(resolution, resolution, 3)`` face (the 3:4 crop squashed by Lanczos) and its crop."""
+        crop = self.transform(points)
+        return self.face(frame, crop), crop
+
+    def face(self, frame: np.ndarray, crop: Crop) -> np.ndarray:
+        """The face of ``frame`` under ``crop``, squashed to uint8 ``(resolution, resolution, 3)``."""
         import cv2
 
-        crop = self.transform(points)
-        face = cv2.resize(self.crop(frame, crop), (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
-        return face, crop
+        return cv2.resize(self.crop(frame, crop), (self.resolution, self.resolution), interpolation=cv2.INTER_LANCZOS4)
 
     def unsquash(self, face: torch.Tensor, crop: Crop) -> torch.Tensor:
         """A generated ``(3, res, res)`` face in [-1, 1] resized back to the crop's 3:4 shape

@@ -15,6 +15,17 @@ import torch
 from lipsync.audio.whisper import STATE_RATE
 
 
+def upstream_frame_count(num_states: int, fps: float = 25.0) -> int:
+    """How many frames upstream makes from ``num_states`` Whisper states: ``feature2chunks`` appends
+    the window of frame 0, 1, ... and stops after the first frame whose centre ``int(i * 50 / fps)``
+    lies past ``num_states`` (``num_states // 2 + 2`` at 25 fps: two frames more than the audio
+    lasts). The toolkit instead makes as many frames as the audio lasts."""
+    i = 0
+    while int(i * STATE_RATE / fps) <= num_states:
+        i += 1
+    return i + 1
+
+
 def window_indices(frames: Sequence[int] | np.ndarray, length: int, fps: float = 25.0,
                    context: Sequence[int] = (2, 2)) -> np.ndarray:
     """``(n, 2 * (left + right + 1))`` int64 state indices of each frame's window."""

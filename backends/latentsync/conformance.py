@@ -1,11 +1,16 @@
 """Conformance handlers for the ``latentsync.*`` fixtures."""
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
 import numpy as np
 import torch
 
-from backends.latentsync.align import FaceAligner, alignment_points, similarity_transform
-from backends.latentsync.audio import frame_windows, window_indices
+from backends.latentsync.align import Crop, FaceAligner, alignment_points, similarity_transform
+from backends.latentsync.audio import frame_windows, upstream_frame_count, window_indices
 from backends.latentsync.checkpoint import checkpoint_state_dict
 from backends.latentsync.mask import fixed_mask, latent_mask
 from backends.latentsync.syncnet import build_syncnet
@@ -58,7 +63,7 @@ def audio_windows(fx: Fixture) -> dict:
     states = fx.inputs["whisper_states"].float()
     fps = float(fx.config.get("fps", 25))
     context = fx.config.get("audio_feat_length", [2, 2])
-    frames = np.arange(fx.outputs["chunks"].shape[0])  # how many frames upstream windowed: its own rule
+    frames = np.arange(upstream_frame_count(len(states), fps))
     return {
         "chunks": frame_windows(states, frames, fps, context),
         "indices": torch.from_numpy(window_indices(frames, len(states), fps, context)),
@@ -88,8 +93,7 @@ def mask(fx: Fixture) -> dict:
     image = fx.inputs["mask_png"].numpy() if "mask_png" in fx.inputs else None
     full = fixed_mask(resolution, image)
     # The full-size mask is named after its resolution (mask256 at 256 px).
-    names = [name for name in fx.outputs if name.startswith("mask") and name != "mask_latent"] or [f"mask{resolution}"]
-    return {**{name: full for name in names}, "mask_latent": latent_mask(full, resolution // scale)}
+    return {f"mask{resolution}": full, "mask_latent": latent_mask(full, resolution // scale)}
 
 
 @parity("latentsync.affine")
@@ -103,6 +107,11 @@ def affine(fx: Fixture) -> dict:
     nosmooth, _ = similarity_transform(points, aligner.template, smooth=False)
     face_resized = aligner.unsquash(fx.inputs["generated"].float(), crop)
     restored, soft = aligner.restore_with_mask(fx.inputs["frame"].numpy(), face_resized, crop)
+    # Upstream's default float16 alignment (informative outputs): the nearest this float32
+    # implementation comes is the float16-rounded matrix with float32 warps.
+    half = Crop(crop.matrix.astype(np.float16).astype(np.float32), crop.size)
+    half_face = aligner.face(fx.inputs["frame"].numpy(), half)
+    half_restored = aligner.restore(fx.inputs["frame"].numpy(), aligner.unsquash(fx.inputs["generated"].float(), half), half)
     sequence = FaceAligner(resolution)
     matrices, biases = [], []
     for lm in fx.inputs["landmarks106_seq"].numpy():
@@ -113,7 +122,9 @@ def affine(fx: Fixture) -> dict:
         "points": torch.from_numpy(points),
         "matrix": torch.from_numpy(crop.matrix),
         "matrix_nosmooth": torch.from_numpy(nosmooth),
-        "fp16path_matrix": torch.from_numpy(crop.matrix).half(),  # upstream's default float16 alignment
+        "fp16path_matrix": torch.from_numpy(half.matrix).half(),
+        "fp16path_face256": torch.from_numpy(half_face).permute(2, 0, 1),
+        "fp16path_restored": torch.from_numpy(half_restored),
         "face_crop": torch.from_numpy(aligner.crop(fx.inputs["frame"].numpy(), crop)),
         "face256": torch.from_numpy(face).permute(2, 0, 1),
         "face_resized": face_resized,
@@ -121,4 +132,143 @@ def affine(fx: Fixture) -> dict:
         "restored": torch.from_numpy(restored),
         "matrices_seq": torch.from_numpy(np.stack(matrices)),
         "p_bias_seq": torch.from_numpy(np.stack(biases)),
+    }
+
+
+class RecordedNoise:
+    """The random draws a fixture recorded, served in place of ``SeededNoise`` (the generator's
+    ``noise`` hook): per kind, one tensor whose first axis the generator's draws take in turn
+    (``initial``: the single shared draw; ``masked``/``reference``: the VAE posterior eps of the
+    frames of every group, concatenated)."""
+
+    def __init__(self, draws: Mapping[str, torch.Tensor]):
+        self.draws = {kind: value.float() for kind, value in draws.items()}
+        self.used = dict.fromkeys(self.draws, 0)
+
+    def __call__(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        start = self.used[kind]
+        value = self.draws[kind][start:start + shape[0]]
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(f"the generator drew {kind} noise of shape {tuple(shape)} at row {start}, "
+                             f"the fixture recorded {tuple(self.draws[kind].shape)}")
+        self.used[kind] = start + shape[0]
+        return value
+
+    def check_all_used(self) -> None:
+        left = {kind: f"{self.used[kind]} of {len(value)} rows" for kind, value in self.draws.items() if self.used[kind] != len(value)}
+        if left:
+            raise ValueError(f"the generator drew fewer rows than the fixture recorded: {left}")
+
+
+def _upstream_loop(num_source: int, count: int) -> np.ndarray:
+    """The source frame of each of ``count`` output frames as upstream's ``loop_video`` shows them:
+    the video, then reversed, then forward again... (each turn repeats its end frame); a video longer
+    than the audio is cut."""
+    forward = np.arange(num_source)
+    turns = [forward if i % 2 == 0 else forward[::-1] for i in range(-(-count // num_source))]
+    return np.concatenate(turns)[:count]
+
+
+def _write_published_files(fx: Fixture, folder: Path) -> dict[str, str]:
+    """The fixture's networks saved as upstream publishes them, and the files naming them."""
+    import cv2
+    import yaml
+    from safetensors.torch import save_file
+
+    cfg, run = fx.config, fx.config["pipeline"]
+    parts = {name: {k[len(name) + 1:]: v for k, v in fx.weights.items() if k.startswith(name + ".")}
+             for name in ("unet", "vae", "whisper")}
+    files = {name: folder / file for name, file in (
+        ("unet", "latentsync_unet.pt"), ("vae", "diffusion_pytorch_model.safetensors"), ("vae_config", "config.json"),
+        ("unet_config", "unet.yaml"), ("whisper", "tiny.pt"), ("mask", "mask.png"))}
+    torch.save({"state_dict": parts["unet"]}, files["unet"])
+    save_file(parts["vae"], str(files["vae"]))
+    files["vae_config"].write_text(json.dumps({"_class_name": "AutoencoderKL", **cfg["vae"]}))
+    data = {"resolution": int(run["height"]), "num_frames": int(run["num_frames"]),
+            "audio_feat_length": list(run["audio_feat_length"])}
+    files["unet_config"].write_text(yaml.safe_dump({"model": cfg["unet"], "data": data}))
+    torch.save({"dims": cfg["whisper"], "model_state_dict": parts["whisper"]}, files["whisper"])
+    cv2.imwrite(str(files["mask"]), cv2.cvtColor(fx.inputs["mask_png"].numpy(), cv2.COLOR_RGB2BGR))
+    return {name: str(path) for name, path in files.items()}
+
+
+def _check_fixed_settings(fx: Fixture, generator) -> None:
+    """Settings the backend fixes as upstream's published configs do: refuse a fixture that differs."""
+    from backends.latentsync.generator import SCHEDULER
+
+    cfg, run, req = fx.config, fx.config["pipeline"], generator.requirements()
+    different = {k: cfg["scheduler"][k] for k, v in SCHEDULER.items() if k in cfg["scheduler"] and cfg["scheduler"][k] != v}
+    if float(run.get("eta", 0.0)) != 0.0:
+        different["eta"] = run["eta"]
+    if float(run["video_fps"]) != req.fps or int(run["audio_sample_rate"]) != req.sample_rate:
+        different["video_fps/audio_sample_rate"] = (run["video_fps"], run["audio_sample_rate"])
+    if int(run["height"]) != int(run["width"]):
+        different["height/width"] = (run["height"], run["width"])
+    if different:
+        raise ValueError(f"settings {different} differ from what backend latentsync runs")
+
+
+@parity("latentsync.pipeline")
+def pipeline(fx: Fixture) -> dict:
+    """The backend's own ``generate``, fed as the core feeds it: the fixture's networks go through
+    the checkpoint options (saved in the published formats), the audio through the Whisper encoder,
+    the frames (looped as upstream's script loops them) with their 106-point landmarks as chunks.
+    The recorded random draws replace the seeded ones (``noise`` hook); the intermediate tensors
+    come from the ``trace`` hook."""
+    from backends.latentsync.generator import LatentSyncGenerator
+    from lipsync.audio.whisper import WhisperAudioEncoder, log_mel_frames, normalize_log_mel
+    from lipsync.protocol import Chunk, Job
+
+    run = fx.config["pipeline"]
+    with tempfile.TemporaryDirectory() as folder:
+        files = _write_published_files(fx, Path(folder))
+        encoder = WhisperAudioEncoder(weights="whisper.tiny_openai", checkpoint=files["whisper"], segments="cut")
+        encoder.load("cpu")
+        generator = LatentSyncGenerator(
+            steps=int(run["num_inference_steps"]), guidance=float(run["guidance_scale"]), num_frames=int(run["num_frames"]),
+            dtype="float32", mask=files["mask"], unet_config=files["unet_config"], resolution=int(run["height"]),
+            checkpoints={name: files[name] for name in ("unet", "vae", "vae_config")},
+        )
+        _check_fixed_settings(fx, generator)
+        generator.load("cpu")
+    noise = RecordedNoise(
+        {"initial": fx.inputs["init_noise"], "masked": fx.inputs["vae_noise_masked"], "reference": fx.inputs["vae_noise_ref"]}
+    )
+    generator.noise = lambda seed: noise
+    traced: dict[str, list] = {}
+    generator.trace = lambda name, value: traced.setdefault(name, []).append(value)
+
+    audio = fx.inputs["audio"].numpy()
+    states = encoder.encode(audio, int(run["audio_sample_rate"]))
+    fps = generator.requirements().fps
+    count = upstream_frame_count(len(states), fps)
+    video = fx.inputs["video_frames"].numpy()
+    shown = _upstream_loop(len(video), count)
+    landmarks = fx.inputs["landmarks106"].numpy()
+    job = Job(num_frames=count, fps=fps, audio=audio, sample_rate=int(run["audio_sample_rate"]), features=states,
+              source="video", seed=int(run["seed"]), device="cpu")
+
+    def chunks() -> Iterator[Chunk]:
+        size = generator.requirements().chunk_size
+        for start in range(0, count, size):
+            rows = shown[start:start + size]
+            faces = [Face(np.concatenate([landmarks[r].min(0), landmarks[r].max(0)]), 0.99, np.zeros((5, 2), np.float32),
+                          landmarks[r], "insightface106") for r in rows]
+            yield Chunk(start, len(rows), video[rows], faces, rows)
+
+    frames = np.concatenate(list(generator.generate(job, chunks())))
+    noise.check_all_used()
+    decoded = {i: face for indices, faces in traced["decoded_faces"] for i, face in zip(indices, faces)}
+    # Which output frames' faces the fixture kept (its size budget); the faces compared are ours.
+    kept = [int(i) for i in fx.outputs["decoded_faces_index"]]
+    return {
+        "log_mel": normalize_log_mel(log_mel_frames(audio, 0, states.mel_frames, states.n_mels), states.peak),
+        "whisper_feature": states[0:len(states)],
+        "affine_matrices": torch.from_numpy(np.stack(traced["affine_matrix"])),
+        "masked_latents": torch.cat(traced["masked_latents"], dim=2),
+        "ref_latents": torch.cat(traced["ref_latents"], dim=2),
+        "final_latents": torch.cat(traced["final_latents"], dim=2),
+        "decoded_faces": torch.stack([decoded[i] for i in kept if i in decoded]),
+        "decoded_faces_index": torch.tensor([i for i in kept if i in decoded], dtype=torch.int64),
+        "frames": torch.from_numpy(frames),
     }

@@ -9,13 +9,19 @@ contrasts it with silence (zero audio). The decoded faces keep their unmasked pi
 back and blended in with a soft mask. Frames without a face pass through unchanged.
 
 Memory is bounded by one group: the core streams chunks in and out, Whisper states are computed
-window by window (``lipsync.audio.whisper.WhisperStates``), and nothing is kept per frame.
+window by window (``lipsync.audio.whisper.WhisperStates``), and per frame only the alignment of
+each source frame is kept (six numbers), so a looped frame is placed exactly as the first time.
+
+Two hooks let the conformance handler and the tests run this same code on recorded inputs:
+``noise`` makes the random draws (default: one generator seeded with ``job.seed``, drawing in
+upstream's order: the shared initial noise, then per group the masked faces' and the reference
+faces' VAE posterior samples), and ``trace``, when set, receives the intermediate tensors.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -43,6 +49,19 @@ SCHEDULER = {
 }
 
 
+class SeededNoise:
+    """Standard-normal draws from one CPU generator seeded with the job's seed, in call order.
+
+    ``kind`` (``initial``, ``masked``, ``reference``) names what a draw is for; upstream draws them
+    all from one stream (torch's global generator after ``set_seed``), which this reproduces."""
+
+    def __init__(self, seed: int):
+        self.random = torch.Generator("cpu").manual_seed(int(seed))
+
+    def __call__(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.random)
+
+
 @dataclass
 class Pending:
     """A frame with a face, waiting for its group to be generated."""
@@ -55,6 +74,9 @@ class Pending:
 
 class LatentSyncGenerator(Generator):
     name: ClassVar[str] = "latentsync"
+    # Test hooks (see the module docstring): seed -> draw(kind, shape); and (name, value) -> None.
+    noise: Callable[[int], Callable[[str, tuple[int, ...]], torch.Tensor]] = SeededNoise
+    trace: Callable[[str, Any], None] | None = None
 
     def __init__(
         self,
@@ -150,19 +172,19 @@ class LatentSyncGenerator(Generator):
         for chunk in chunks:
             out: list[np.ndarray] = []
             for i in range(len(chunk)):
-                frame = chunk.frames[i]
+                frame = np.asarray(chunk.frames[i])
                 face = chunk.faces[i] if chunk.faces else None
-                points = alignment_points(face) if face is not None else None
+                points = alignment_points(face, whole_pixels=True) if face is not None else None
                 if points is None:
                     # A frame without a usable face ends the group; temporal context stops there.
                     out.extend(run.process(group))
                     group = []
                     run.aligner.reset()
-                    out.append(np.asarray(frame))
+                    out.append(frame)
                     continue
                 seen_face = True
-                face_img, crop = run.aligner.align(np.asarray(frame), points)
-                group.append(Pending(np.asarray(frame), chunk.start + i, crop, face_img))
+                crop = run.place(points, None if chunk.sources is None else int(chunk.sources[i]))
+                group.append(Pending(frame, chunk.start + i, crop, run.aligner.face(frame, crop)))
                 if len(group) == self.num_frames:
                     out.extend(run.process(group))
                     group = []
@@ -196,14 +218,31 @@ class _Run:
         self.gen = gen
         self.states = states
         self.aligner = FaceAligner(gen.resolution, gen.device)
-        self.random = torch.Generator("cpu").manual_seed(int(job.seed))
+        self.placed: dict[int, Crop] = {}  # source frame -> its alignment
+        self.draw = gen.noise(int(job.seed))
         channels = gen.unet.config.out_channels
         size = gen.latent_size
         # Upstream draws one noise image and repeats it over every frame of the video.
-        self.noise = torch.randn((1, channels, 1, size, size), generator=self.random).to(gen.device, gen.dtype)
+        self.noise = self.draw("initial", (1, channels, 1, size, size)).to(gen.device, gen.dtype)
         self.mask_latent = latent_mask(gen.mask, size).to(gen.dtype)
         gen.scheduler.set_timesteps(gen.steps, device=gen.device)
         self.noise = self.noise * gen.scheduler.init_noise_sigma
+
+    def trace(self, name: str, value: Any) -> None:
+        if self.gen.trace is not None:
+            self.gen.trace(name, value)
+
+    def place(self, points: np.ndarray, source: int | None) -> Crop:
+        """The alignment of a frame. A source frame shown again (a looped video) keeps the one it
+        got the first time, as upstream aligns each source frame once; the nose-offset smoothing
+        runs over first showings only."""
+        crop = self.placed.get(source) if source is not None else None
+        if crop is None:
+            crop = self.aligner.transform(points)
+            self.trace("affine_matrix", crop.matrix)
+            if source is not None:
+                self.placed[source] = crop
+        return crop
 
     @torch.no_grad()
     def process(self, group: list[Pending]) -> list[np.ndarray]:
@@ -213,23 +252,30 @@ class _Run:
         faces = torch.from_numpy(np.stack([p.face for p in group])).to(gen.device).permute(0, 3, 1, 2)
         pixels = (faces.to(gen.dtype) / 255.0 - 0.5) / 0.5
         mask = gen.mask.to(gen.dtype)
-        decoded = self._denoise(pixels, pixels * mask, [p.index for p in group])
+        indices = [p.index for p in group]
+        decoded = self._denoise(pixels, pixels * mask, indices)
         kept = mask[0:1]
         combined = decoded * (1 - kept) + pixels * kept  # only the masked region is generated
+        self.trace("decoded_faces", (indices, combined))
         return list(self._restore(group, combined))
 
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+    def _encode(self, images: torch.Tensor, kind: str) -> torch.Tensor:
+        """Scaled latents ``(1, c, f, h, w)``: a sample of the VAE posterior, as upstream takes."""
         vae = self.gen.vae
-        latents = vae.encode(images).latent_dist.sample(generator=self.random)
+        posterior = vae.encode(images).latent_dist
+        eps = self.draw(kind, tuple(posterior.mean.shape)).to(posterior.mean.device, posterior.mean.dtype)
+        latents = posterior.mean + posterior.std * eps
         shift = vae.config.shift_factor or 0.0
-        return ((latents - shift) * vae.config.scaling_factor).permute(1, 0, 2, 3)[None]  # (1, c, f, h, w)
+        return ((latents - shift) * vae.config.scaling_factor).permute(1, 0, 2, 3)[None]
 
     def _denoise(self, pixels: torch.Tensor, masked: torch.Tensor, indices: list[int]) -> torch.Tensor:
         gen = self.gen
         frames = len(indices)
         guided = gen.guidance > 1.0
-        masked_latents = self._encode(masked)
-        reference = self._encode(pixels)
+        masked_latents = self._encode(masked, "masked")  # upstream encodes the masked faces first
+        reference = self._encode(pixels, "reference")
+        self.trace("masked_latents", masked_latents)
+        self.trace("ref_latents", reference)
         mask = self.mask_latent[:, :, None].expand(1, 1, frames, -1, -1)
         conditions = torch.cat([mask, masked_latents, reference], dim=1)
         audio = None
@@ -240,6 +286,7 @@ class _Run:
         if guided:
             conditions = torch.cat([conditions, conditions])
         latents = self.noise.expand(-1, -1, frames, -1, -1).clone()
+        self.trace("initial_latents", latents)
         cache = StepCache(gen.cache_interval) if gen.cache_interval else None
         for t in gen.scheduler.timesteps:
             model_input = torch.cat([latents, latents]) if guided else latents
@@ -249,6 +296,7 @@ class _Run:
                 silent, voiced = noise.chunk(2)
                 noise = silent + gen.guidance * (voiced - silent)
             latents = gen.scheduler.step(noise, t, latents).prev_sample
+        self.trace("final_latents", latents)
         vae = gen.vae
         latents = latents[0].permute(1, 0, 2, 3) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         return vae.decode(latents).sample
