@@ -19,7 +19,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 def to_model_audio(samples: np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """``(samples, channels)`` at ``rate`` to the mono float32 array the models take."""
-    return resample(samples.mean(axis=1), rate, sample_rate)
+    # Mono input: a view, not a second copy of a long clip.
+    mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
+    return resample(mono, rate, sample_rate)
 
 
 def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -76,4 +78,4 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
             parts.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(frame))
         parts.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(None))
     samples = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
-    return samples.astype(np.float32), int(rate)
+    return samples.astype(np.float32, copy=False), int(rate)

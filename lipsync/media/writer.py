@@ -55,7 +55,7 @@ class VideoWriter:
         self._audio_done = 0
         if audio is not None and len(audio):
             samples = audio if audio.ndim == 2 else audio[:, None]
-            self._audio = np.ascontiguousarray(samples.clip(-1, 1), dtype=np.float32)
+            self._audio = samples  # clipped block by block as it is encoded: no copy of a long clip
             self._rate = int(sample_rate)
             layout = "stereo" if self._audio.shape[1] == 2 else "mono"
             self._audio_stream = self._container.add_stream("aac", rate=self._rate, layout=layout)
@@ -120,7 +120,7 @@ class VideoWriter:
         block = 1024 * 16
         while self._audio_done < end:
             stop = min(end, self._audio_done + block)
-            chunk = self._audio[self._audio_done:stop]
+            chunk = np.ascontiguousarray(self._audio[self._audio_done:stop].clip(-1, 1), dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(
                 chunk.reshape(1, -1), format="flt", layout="stereo" if chunk.shape[1] == 2 else "mono"
             )
