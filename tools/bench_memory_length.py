@@ -5,7 +5,8 @@
 
 Each run is a fresh process (its peak RSS is its own): the speech clip ``assets/speech.wav``
 repeated to the length asked for, written as a WAV at ``--rate`` Hz with ``--channels`` channels,
-animated on the astronaut portrait (512x512) or on a 4 s generated video (played back and forth).
+animated on the astronaut portrait (512x512) or on a 4 s video of it (``--video-size`` square,
+played back and forth).
 The target: the longest run's peak within 10 % of the shortest's. CPU time and the machine's load
 are printed: on a shared machine the wall clock overstates the cost.
 """
@@ -45,6 +46,20 @@ def make_speech(path: Path, minutes: float, rate: int, channels: int) -> None:
             out.write(np.repeat(piece[:, None], channels, axis=1))
 
 
+def make_video(path: Path, seconds: float, size: int, fps: float = 25.0) -> None:
+    """The astronaut, ``size`` pixels square, gently zooming: a video source of ``seconds``."""
+    import cv2
+    from skimage import data
+
+    from lipsync.media.writer import VideoWriter
+
+    image = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    with VideoWriter(path, fps) as writer:
+        for k in range(int(round(seconds * fps))):
+            matrix = cv2.getRotationMatrix2D((size / 2, size / 2), 0.0, 1.0 + 0.02 * np.sin(0.4 * k / fps))
+            writer.write(cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)[None])
+
+
 def child(source: str, audio: str, output: str) -> None:
     """One run in this process; prints its figures as JSON."""
     from lipsync.api import compose
@@ -77,6 +92,7 @@ def main() -> None:
     parser.add_argument("--source", choices=("image", "video", "both"), default="both")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate of the generated speech")
     parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--video-size", type=int, default=512, help="side of the generated video source")
     parser.add_argument("--child", nargs=3, metavar=("SOURCE", "AUDIO", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -91,11 +107,8 @@ def main() -> None:
         if args.source in ("image", "both"):
             sources.append(("still portrait (astronaut 512x512)", "astronaut"))
         if args.source in ("video", "both"):
-            sys.path.insert(0, str(ROOT / "tools"))
-            from bench import make_video
-
-            make_video(tmp / "source.mp4", 4.0)
-            sources.append(("video source (4 s, 512x512, ping-pong)", str(tmp / "source.mp4")))
+            make_video(tmp / "source.mp4", 4.0, args.video_size)
+            sources.append((f"video source (4 s, {args.video_size}x{args.video_size}, ping-pong)", str(tmp / "source.mp4")))
         clips = {}
         for minutes in args.minutes:
             clips[minutes] = tmp / f"speech_{minutes:g}min.wav"
