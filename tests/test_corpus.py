@@ -167,12 +167,11 @@ def test_colour_modes_read_as_rgb(corpus, name):
     assert np.abs(image[rows].astype(int) - portrait()[rows]).mean() < 12
 
 
+@pytest.mark.xfail(reason="fixed in issue-10a")  # today the 16-bit grey is clipped to white
 def test_sixteen_bit_grey_keeps_its_range(corpus):
     image = load_image(corpus / "grey16.png")
     grey = cv2.cvtColor(portrait(), cv2.COLOR_RGB2GRAY)
     assert image.shape == PORTRAIT + (3,)
-    if image.std() < 1:
-        pytest.xfail("fixed in issue-10a")  # 16-bit grey clipped to white by the mode conversion
     assert np.abs(image[..., 0].astype(int) - grey).mean() < 3
 
 
@@ -211,14 +210,17 @@ def test_wav_sample_rates_come_back_at_16k(corpus, rate):
     assert np.corrcoef(model[:n], reference[:n])[0, 1] > 0.98
 
 
-def test_stereo_and_surround_keep_the_dialogue(corpus):
-    loud = np.sqrt(np.mean(speech_clip() ** 2))
+def test_stereo_is_mixed_to_mono(corpus):
     stereo = _check_speech(corpus / "stereo.wav", 48000, 2)
-    assert np.sqrt(np.mean(stereo ** 2)) == pytest.approx(loud, rel=0.05)
+    assert np.sqrt(np.mean(stereo ** 2)) == pytest.approx(np.sqrt(np.mean(speech_clip() ** 2)), rel=0.05)
+
+
+@pytest.mark.xfail(reason="fixed in issue-10a")  # today 5.1 keeps front left/right only: the dialogue is lost
+def test_surround_keeps_the_dialogue_of_the_centre_channel(corpus):
     samples, rate = decode_audio(corpus / "surround51.wav")
-    if np.sqrt(np.mean(to_model_audio(samples, rate) ** 2)) < 0.3 * loud:
-        pytest.xfail("fixed in issue-10a")  # 5.1 keeps only front left/right: the centre's dialogue is lost
-    assert np.sqrt(np.mean(to_model_audio(samples, rate) ** 2)) > 0.3 * loud
+    assert rate == 48000
+    level = np.sqrt(np.mean(to_model_audio(samples, rate) ** 2))
+    assert level > 0.3 * np.sqrt(np.mean(speech_clip() ** 2))
 
 
 @pytest.mark.parametrize("name,rate,channels", [("speech.flac", 16000, 1), ("speech.ogg", 16000, 1),
