@@ -145,6 +145,7 @@ class LipsyncConfig:
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     seed: int = 0
     chunk_size: Optional[int] = None  # frames per chunk; default: the backend's preference
+    chunk_mb: int = 128  # most megabytes of source frames per chunk (fewer frames for large pictures)
     quiet: Optional[bool] = None  # default: bars for a single run, quiet in multirun
     verbose: bool = False  # tracebacks instead of one-line errors
     eval: bool = True  # multirun: score each job's video (metrics.json, lipsync.metrics.record)
@@ -155,6 +156,7 @@ class LipsyncConfig:
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.chunk_size is not None:
             check_range("chunk_size", self.chunk_size, 1, 4096)
+        check_range("chunk_mb", self.chunk_mb, 1, 65536)
 
 
 SCHEMA_BASES: dict[str, type] = {

@@ -272,7 +272,8 @@ class Pipeline:
     def _chunks(
         self, job: Job, still, still_face, source: VideoSource | None, counter: "_FaceCounter", reporter: Reporter
     ) -> Iterator[Chunk]:
-        size = int(self.cfg.chunk_size or self.requirements.chunk_size)
+        size = self._chunk_frames(still.shape if still is not None else
+                                  (source.info.height, source.info.width, 3) if source is not None else None)
         tracker = self._tracker() if source is not None and self.detector is not None else None
         longer = self.cfg.length.audio_longer.value
         for start in range(0, job.num_frames, size):
@@ -304,6 +305,13 @@ class Pipeline:
             settings.pop(key, None)
         digest.update(json.dumps([settings, text], sort_keys=True, default=str).encode())
         return digest.hexdigest()
+
+    def _chunk_frames(self, frame_shape: tuple[int, ...] | None) -> int:
+        """Frames per chunk: the configured count, fewer when they would exceed ``chunk_mb``."""
+        size = int(self.cfg.chunk_size or self.requirements.chunk_size)
+        if frame_shape is None:
+            return size
+        return max(1, min(size, int(self.cfg.chunk_mb) * 2**20 // int(np.prod(frame_shape))))
 
     def _write(self, job: Job, chunks: Iterator[Chunk], total: int, sound, output: Path, key: str | None, reporter: Reporter) -> int:
         """Stream the backend's frames into the output. The backend must yield exactly

@@ -201,3 +201,29 @@ def test_batches_refit_faces_between_full_searches(detector):
     assert [len(f) for f in batched] == [1, 1, 0, 1, 1, 1]
     with pytest.raises(ConfigError):
         MediaPipeFaceDetector(redetect_every=0)
+
+
+# -- large portraits (1000 px and more): the tiled pass must not add false faces ---------------
+
+
+@pytest.mark.parametrize("side", [1000, 2000, 4000])
+def test_large_portraits_give_the_real_face_first(detector, astronaut, side):
+    """Tiles magnify the suit's patches until the detector sees a face there; without the mesh's
+    confirmation that larger box came first and select=largest drove it ("face too small")."""
+    image = cv2.resize(astronaut, (side, side), interpolation=cv2.INTER_CUBIC)
+    faces = detector.detect(image)
+    assert len(faces) == 1 and faces[0].landmarks is not None
+    assert faces[0].box / side == pytest.approx([0.35, 0.14, 0.53, 0.35], abs=0.03)
+    assert FaceTracker().update([faces])[0] is not None
+
+
+def test_large_frames_faces_at_the_border_and_side_by_side(detector):
+    # Two heads filling a wide frame, the right one cut by the frame's edge.
+    frame = np.full((1400, 2600, 3), 120, np.uint8)
+    frame[100:1300, 50:1250] = head(1200)
+    frame[200:1200, 1700:2600] = head(1000)[:, :900]
+    faces = detector.detect(frame)
+    assert len(faces) == 2 and all(f.landmarks is not None for f in faces)
+    left, right = sorted(faces, key=lambda f: f.box[0])
+    assert left.area > right.area and faces[0] is left
+    assert 1700 < right.box[0] and right.box[2] <= 2600

@@ -97,6 +97,19 @@ def test_chunks_bound_the_work(tmp_path):
     assert pipe.generator.chunk_lengths == [5] * 5
 
 
+def test_chunks_of_large_pictures_are_capped_in_bytes(tmp_path):
+    """Frames of about 1 MB with chunk_mb=3 come in chunks of 3, not the 7 the backend prefers."""
+    from PIL import Image
+
+    image = tmp_path / "large.png"
+    Image.fromarray(np.zeros((512, 682, 3), np.uint8)).save(image)  # just under 1 MiB of RGB
+    pipe = Pipeline(compose("loudness", ["quiet=true", "chunk_mb=3"]))
+    run(pipe, tmp_path, 0.6, image=image)
+    assert pipe.generator.chunk_lengths == [3] * 5
+    assert pipeline()._chunk_frames((512, 682, 3)) == 7  # within 128 MB: the backend's choice
+    assert Pipeline(compose("loudness", ["chunk_mb=1"]))._chunk_frames((4000, 3413, 3)) == 1  # never 0
+
+
 def test_low_rate_backend_is_interpolated_to_output_rate(tmp_path):
     pipe = pipeline(**{"backend.fps": 12.5, "backend.source": "none", "interpolator": "linear"})
     result, video = run(pipe, tmp_path, 2.0)

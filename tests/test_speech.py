@@ -2,13 +2,16 @@
 ``phonemes`` encoder that packs them."""
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import pytest
 import soundfile
 
 from lipsync.audio import signal
+from lipsync.audio import phones as phones_module
 from lipsync.audio.phones import PhonemeEncoder, Phone, fill_timeline, spell_phones, transcript_words
-from lipsync.audio.vad import HOP_SECONDS, SileroVAD
+from lipsync.audio.vad import CONTEXT, HOP_SECONDS, WINDOW, SileroVAD, pause_windows
 from lipsync.errors import ConfigError
 from tests.conftest import ROOT, tone
 
@@ -103,3 +106,86 @@ def test_fill_timeline_closes_gaps_with_silence():
     phones = fill_timeline([Phone("AA", 0.2, 0.4), Phone("M", 0.5, 0.6)], 1.0)
     assert [p.label for p in phones] == ["SIL", "AA", "SIL", "M", "SIL"]
     assert phones[-1].end == 1.0
+
+
+# -- bounded memory: everything is computed in pieces whose size does not grow with the clip ----
+
+
+def test_features_in_blocks_equal_the_whole_clip_at_once():
+    rng = np.random.default_rng(0)
+    audio = (0.3 * rng.standard_normal(16000 * 3 + 37)).astype(np.float32)
+    for measure in (signal.loudness_db, signal.spectral_centroid):
+        whole = measure(audio, 16000, block=10**6)
+        assert len(whole) == signal.frame_count(len(audio), 16000)
+        for block in (1, 7, 100):
+            assert np.array_equal(measure(audio, 16000, block=block), whole)
+
+
+def test_vad_streamed_equals_the_model_run_on_the_padded_clip(speech):
+    """The reference: the clip zero-padded once, each window read with its 64-sample context."""
+    audio = speech[: 16000 + 300]
+    count = -(-len(audio) // WINDOW)
+    padded = np.concatenate([np.zeros(CONTEXT, np.float32), audio, np.zeros(count * WINDOW - len(audio), np.float32)])
+    vad = SileroVAD()
+    session, state, expected = vad._model(), np.zeros((2, 1, 128), np.float32), []
+    for k in range(count):
+        out, state = session.run(None, {"input": padded[None, k * WINDOW: k * WINDOW + CONTEXT + WINDOW],
+                                        "state": state, "sr": np.array(16000, np.int64)})
+        expected.append(out[0, 0])
+    assert np.array_equal(vad.probabilities(audio), np.array(expected, np.float32))
+
+
+def test_pause_windows_tile_the_clip_and_cut_in_pauses(speech):
+    probs = SileroVAD().probabilities(speech)
+    windows = pause_windows(probs, len(speech), 6.0)
+    assert len(windows) == 2 and windows[0][0] == 0 and windows[-1][1] == len(speech)
+    assert windows[0][1] == windows[1][0] and PAUSE[0] < windows[0][1] / 16000 < PAUSE[1]
+    assert pause_windows(probs, len(speech), 60.0) == [(0, len(speech))]
+    # Speech without a pause is still cut, every piece within the limit.
+    endless = pause_windows(np.ones(4000, np.float32), 4000 * WINDOW - 5, 10.0)
+    assert all(b == c for (_, b), (c, _) in zip(endless, endless[1:])) and endless[-1][1] == 4000 * WINDOW - 5
+    assert max(b - a for a, b in endless) <= 10.0 * 16000 and len(endless) >= 13
+
+
+def test_long_audio_is_decoded_in_bounded_pieces(monkeypatch):
+    """Pocketsphinx holds an utterance's whole search: no piece may exceed UTTERANCE_SECONDS."""
+    monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 4.0)
+    encoder = PhonemeEncoder()
+    seen = []
+    monkeypatch.setattr(encoder._phones, "recognize", lambda piece: seen.append(len(piece)) or [Phone("AA", 0.1, 0.2)])
+    monkeypatch.setattr(encoder._vad, "probabilities", lambda audio, rate=16000: np.ones(-(-len(audio) // WINDOW), np.float32))
+    track = encoder.encode(np.zeros(16000 * 30, np.float32), 16000)
+    assert sum(seen) == 16000 * 30 and max(seen) <= 4.0 * 16000 and len(seen) >= 8
+    # Each piece's phones land at the piece's place on the timeline.
+    starts = [p.start for p in track.phones if p.label == "AA"]
+    assert starts == pytest.approx(np.cumsum([0] + seen[:-1]) / 16000 + 0.1)
+
+
+def _spoken(track) -> list[Phone]:
+    return [p for p in track.phones if p.label != "SIL"]
+
+
+def test_recognition_cut_at_the_pause_matches_the_whole_clip(speech, encoder, monkeypatch):
+    whole = encoder.encode(speech, 16000)
+    monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 6.0)
+    pieces = PhonemeEncoder().encode(speech, 16000)
+    a, b = [p.label for p in _spoken(whole)], [p.label for p in _spoken(pieces)]
+    # Not bit-identical (each piece is normalised by its own cepstral mean), but close: 0.86 measured.
+    assert difflib.SequenceMatcher(a=a, b=b).ratio() > 0.8
+    assert not [p for p in _spoken(pieces) if PAUSE[0] + 0.1 < p.start < PAUSE[1] - 0.1]
+
+
+def test_alignment_in_pieces_finds_each_pieces_words(speech, encoder, monkeypatch):
+    """Two copies of the clip and of its transcript, cut into pieces: every piece must get its own
+    words (found by the acoustic score), so the phones equal those of each copy aligned alone."""
+    single = encoder.encode(speech, 16000, text=TRANSCRIPT)
+    monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 6.0)
+    double = PhonemeEncoder().encode(np.concatenate([speech, speech]), 16000, text=f"{TRANSCRIPT} {TRANSCRIPT}")
+    assert double.method == "aligned" and not double.notes
+    expected, got = [p.label for p in _spoken(single)] * 2, [p.label for p in _spoken(double)]
+    # A word count off by one would shift every later phone; a dictionary variant ("and": AH or AE
+    # N D) may differ with the context.
+    assert len(got) == len(expected) and sum(a != b for a, b in zip(got, expected)) <= 2
+    shift = len(speech) / 16000
+    starts = [p.start for p in _spoken(single)] + [p.start + shift for p in _spoken(single)]
+    assert [p.start for p in _spoken(double)] == pytest.approx(starts, abs=0.05)

@@ -2,7 +2,9 @@
 
 With a transcript the words are force-aligned (their phones from pocketsphinx's dictionary, spelled
 out by letter rules for words it lacks); without one, phones are recognised directly (allphone
-search). Both are placed on the timeline in seconds, silence as ``SIL``. The ``phonemes`` encoder
+search). Both are placed on the timeline in seconds, silence as ``SIL``. Long clips are decoded in
+pieces of at most ``UTTERANCE_SECONDS`` cut at pauses, and every feature is computed in bounded
+blocks, so memory does not grow with the clip's length. The ``phonemes`` encoder
 packs them with voice activity (Silero VAD) and loudness/spectral features into a ``SpeechTrack``:
 everything a viseme-driven mouth needs, for the whole clip.
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from lipsync.audio import signal
 from lipsync.audio.encoder import AudioEncoder
-from lipsync.audio.vad import SileroVAD
+from lipsync.audio.vad import HOP_SECONDS, SileroVAD, pause_windows
 from lipsync.errors import ConfigError, MissingWeightsError
 
 SAMPLE_RATE = 16000
@@ -29,6 +31,10 @@ PHONES = frozenset(
 )
 ENGLISH = ("en", "en-us", "en_us", "english")
 MODES = ("auto", "align", "recognize", "signal")
+# Longest stretch decoded as one utterance: pocketsphinx holds a whole utterance's search in
+# memory, so long clips are decoded in pieces cut at pauses (memory flat in the clip's length).
+UTTERANCE_SECONDS = 20.0
+ALIGN_SEARCH = 8  # most steps of one word taken to find how many words a piece holds
 
 
 @dataclass(frozen=True)
@@ -124,11 +130,11 @@ class PhoneAnalyzer:
         if not (model / "en-us").is_dir() or not (model / "cmudict-en-us.dict").is_file():
             raise MissingWeightsError("pocketsphinx's bundled en-us model is missing: reinstall pocketsphinx")
 
-    def align(self, audio: np.ndarray, text: str) -> list[Phone]:
-        """Phones of ``text`` placed on ``audio``; raises ValueError if they cannot be fitted."""
+    def align(self, audio: np.ndarray, words: list[str]) -> tuple[list[Phone], int]:
+        """Phones of ``words`` placed on ``audio``, and the alignment's acoustic score (log
+        likelihood: higher fits better); raises ValueError if they cannot be fitted."""
         from pocketsphinx import Decoder
 
-        words = transcript_words(text)
         if not words:
             raise ValueError("the transcript has no words")
         with self._lock:
@@ -154,9 +160,10 @@ class PhoneAnalyzer:
                 for word in alignment
                 for phone in word
             ]
+            score = sum(word.score for word in alignment)
         if not any(p.label != SILENCE for p in phones):
             raise ValueError("alignment holds no speech")
-        return phones
+        return phones, score
 
     def recognize(self, audio: np.ndarray) -> list[Phone]:
         """The phones heard in ``audio`` (no transcript)."""
@@ -249,7 +256,7 @@ class PhonemeEncoder(AudioEncoder):
     def encode(self, audio: np.ndarray, sample_rate: int, text: str | None = None) -> SpeechTrack:
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"the phonemes encoder reads {SAMPLE_RATE} Hz audio, got {sample_rate}")
-        audio = np.asarray(audio, np.float32).reshape(-1)
+        audio = np.asarray(audio).reshape(-1)
         duration = len(audio) / sample_rate
         rate = signal.FEATURE_RATE
         loudness = signal.loudness_db(audio, sample_rate, rate)
@@ -257,21 +264,82 @@ class PhonemeEncoder(AudioEncoder):
         times = np.arange(len(loudness)) / rate
         vad = self._vad.probabilities(audio, sample_rate)
         # VAD window k covers [k, k+1) * hop: read it at window centres.
-        speech = np.interp(times, (np.arange(len(vad)) + 0.5) * (512 / SAMPLE_RATE), vad).astype(np.float32)
+        speech = np.interp(times, (np.arange(len(vad)) + 0.5) * HOP_SECONDS, vad).astype(np.float32)
         notes: list[str] = []
         phones: list[Phone] = []
         method = "signal"
         if self.uses_phones:
-            if text and text.strip() and self.mode in ("auto", "align"):
-                try:
-                    phones, method = self._phones.align(audio, text), "aligned"
-                except ValueError as err:
-                    notes.append(f"the transcript could not be aligned to the audio ({err}); recognising phones instead")
-            elif self.mode == "align":
+            if self.mode == "align" and not (text and text.strip()):
                 notes.append("audio_encoder.mode=align but no transcript was given (input.text); recognising phones instead")
-            if not phones:
-                phones, method = self._phones.recognize(audio), "recognized"
+            align = bool(text and text.strip()) and self.mode in ("auto", "align")
+            phones, method = self._phones_of(audio, text if align else None, vad, notes)
             phones = fill_timeline(phones, duration)
         elif self.mode != "signal":
             notes.append(f"no phone model for language {self.language!r}: the mouth follows loudness and spectral shape")
         return SpeechTrack(duration, phones, method, rate, speech, loudness, centroid, notes)
+
+    def _phones_of(self, audio: np.ndarray, text: str | None, vad: np.ndarray, notes: list[str]) -> tuple[list[Phone], str]:
+        """Phones of the clip, piece by piece (cut at pauses); aligned to ``text`` when given."""
+        windows = pause_windows(vad, len(audio), UTTERANCE_SECONDS)
+        words = transcript_words(text) if text else []
+        phones: list[Phone] = []
+        failures: list[str] = []
+        voiced = [_voiced(vad, lo, hi) for lo, hi in windows]
+        used = 0  # words of the transcript aligned so far
+        for k, (lo, hi) in enumerate(windows):
+            piece, offset = audio[lo:hi], lo / SAMPLE_RATE
+            found = None
+            if words:
+                share = voiced[k] / max(sum(voiced[k:]), 1e-9)
+                try:
+                    found, taken = self._align_piece(piece, words[used:], share, last=k == len(windows) - 1)
+                    used += taken
+                except ValueError as err:
+                    used += int(round(share * (len(words) - used)))  # this piece's words, as far as one can tell
+                    failures.append(f"{offset:.1f}-{hi / SAMPLE_RATE:.1f} s: {err}" if len(windows) > 1 else str(err))
+            if found is None:
+                found = self._phones.recognize(piece)
+            phones.extend(Phone(p.label, p.start + offset, p.end + offset) for p in found)
+        if text and not words:
+            failures.append("the transcript has no words")
+        if failures:
+            notes.append(f"the transcript could not be aligned to the audio ({'; '.join(failures)}); recognising phones instead")
+        aligned = bool(words) and len(failures) < len(windows)
+        return phones, "aligned" if aligned else "recognized"
+
+    def _align_piece(self, piece: np.ndarray, words: list[str], share: float, last: bool) -> tuple[list[Phone], int]:
+        """The phones of the leading words of ``words`` said in ``piece``, and how many words that
+        is. The last piece takes every word left; an earlier one starts from its ``share`` of the
+        words (its share of the speech) and moves the count while the acoustic score improves: too
+        many words squeeze phones into silence, too few stretch them over speech, both fit worse."""
+        if last:
+            return self._phones.align(piece, words)[0], len(words)
+        tried: dict[int, tuple[list[Phone], int] | None] = {}
+
+        def attempt(count: int) -> tuple[list[Phone], int] | None:
+            if count not in tried:
+                try:
+                    tried[count] = self._phones.align(piece, words[:count]) if 0 < count <= len(words) else None
+                except ValueError:
+                    tried[count] = None
+            return tried[count]
+
+        def score(count: int) -> float:
+            result = attempt(count)
+            return result[1] if result is not None else -np.inf
+
+        count = int(round(share * len(words)))
+        for _ in range(ALIGN_SEARCH):
+            better = max((count - 1, count + 1), key=score)
+            if score(better) <= score(count):
+                break
+            count = better
+        if attempt(count) is None:
+            raise ValueError(f"no count of words near {int(round(share * len(words)))} fits this stretch")
+        return attempt(count)[0], count
+
+
+def _voiced(vad: np.ndarray, start: int, stop: int) -> float:
+    """Seconds of speech the VAD hears between samples ``start`` and ``stop``."""
+    window = round(HOP_SECONDS * SAMPLE_RATE)
+    return float((vad[start // window: -(-stop // window)] > 0.5).sum() * HOP_SECONDS)

@@ -13,38 +13,68 @@ WINDOW_SECONDS = 0.025
 SILENCE_DB = -80.0
 
 
+BLOCK_FRAMES = 1000  # feature frames computed at once (10 s): memory bounded whatever the length
+
+
+def frame_count(samples: int, sample_rate: int, rate: float = FEATURE_RATE) -> int:
+    """Feature frames covering ``samples`` of audio (at least one)."""
+    return max(1, int(np.ceil(samples / (sample_rate / rate))))
+
+
 def frame_signal(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE,
-                 window_seconds: float = WINDOW_SECONDS) -> np.ndarray:
-    """``(frames, window)`` Hann-windowed frames centred on ``k / rate`` seconds, k = 0, 1, ..."""
-    audio = np.asarray(audio, np.float32).reshape(-1)
+                 window_seconds: float = WINDOW_SECONDS, first: int = 0, count: int | None = None) -> np.ndarray:
+    """``(frames, window)`` Hann-windowed frames centred on ``k / rate`` seconds, for frames
+    ``k = first .. first + count - 1`` (default: all); zeros stand in beyond the audio's ends.
+    Only the samples those frames cover are copied, so a block of frames costs the block's size."""
+    audio = np.asarray(audio).reshape(-1)
     hop = sample_rate / rate
     window = int(round(window_seconds * sample_rate))
-    count = max(1, int(np.ceil(len(audio) / hop)))
-    padded = np.pad(audio, (window // 2, window))
-    starts = np.round(np.arange(count) * hop).astype(np.int64)
-    frames = padded[starts[:, None] + np.arange(window)[None, :]]
+    total = frame_count(len(audio), sample_rate, rate)
+    count = total - first if count is None else count
+    starts = np.round(np.arange(first, first + count) * hop).astype(np.int64) - window // 2
+    lo, hi = int(starts[0]), int(starts[-1]) + window
+    piece = np.zeros(hi - lo, np.float32)
+    src_lo, src_hi = max(lo, 0), min(hi, len(audio))
+    if src_hi > src_lo:
+        piece[src_lo - lo:src_hi - lo] = audio[src_lo:src_hi]
+    frames = piece[(starts - lo)[:, None] + np.arange(window)[None, :]]
     return frames * np.hanning(window).astype(np.float32)
 
 
-def loudness_db(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE) -> np.ndarray:
+def _blockwise(audio: np.ndarray, sample_rate: int, rate: float, measure, block: int) -> np.ndarray:
+    """``measure(frames)`` over all feature frames, ``block`` frames at a time."""
+    total = frame_count(len(np.asarray(audio).reshape(-1)), sample_rate, rate)
+    return np.concatenate([
+        measure(frame_signal(audio, sample_rate, rate, first=first, count=min(block, total - first)))
+        for first in range(0, total, block)
+    ])
+
+
+def loudness_db(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE, block: int = BLOCK_FRAMES) -> np.ndarray:
     """RMS level in dB (full scale = 0 dB) per frame, floored at ``SILENCE_DB``."""
-    frames = frame_signal(audio, sample_rate, rate)
-    # The Hann window's mean square is 3/8: undo it so a steady tone reads its true RMS.
-    power = (frames.astype(np.float64) ** 2).mean(axis=1) / 0.375
-    return np.maximum(10 * np.log10(power + 1e-12), SILENCE_DB).astype(np.float32)
+
+    def measure(frames: np.ndarray) -> np.ndarray:
+        # The Hann window's mean square is 3/8: undo it so a steady tone reads its true RMS.
+        power = (frames.astype(np.float64) ** 2).mean(axis=1) / 0.375
+        return np.maximum(10 * np.log10(power + 1e-12), SILENCE_DB).astype(np.float32)
+
+    return _blockwise(audio, sample_rate, rate, measure, block)
 
 
 def spectral_centroid(audio: np.ndarray, sample_rate: int, rate: float = FEATURE_RATE,
-                      band: tuple[float, float] = (100.0, 6000.0)) -> np.ndarray:
+                      band: tuple[float, float] = (100.0, 6000.0), block: int = BLOCK_FRAMES) -> np.ndarray:
     """Centre of mass of each frame's magnitude spectrum within ``band``, in Hz (0 for silence)."""
-    frames = frame_signal(audio, sample_rate, rate)
-    size = 1 << int(np.ceil(np.log2(frames.shape[1])))
-    spectrum = np.abs(np.fft.rfft(frames, n=size, axis=1))
-    freqs = np.fft.rfftfreq(size, 1.0 / sample_rate)
-    keep = (freqs >= band[0]) & (freqs <= band[1])
-    spectrum, freqs = spectrum[:, keep], freqs[keep]
-    total = spectrum.sum(axis=1)
-    return np.where(total > 1e-6, (spectrum * freqs).sum(axis=1) / np.maximum(total, 1e-12), 0.0).astype(np.float32)
+
+    def measure(frames: np.ndarray) -> np.ndarray:
+        size = 1 << int(np.ceil(np.log2(frames.shape[1])))
+        spectrum = np.abs(np.fft.rfft(frames, n=size, axis=1))
+        freqs = np.fft.rfftfreq(size, 1.0 / sample_rate)
+        keep = (freqs >= band[0]) & (freqs <= band[1])
+        spectrum, freqs = spectrum[:, keep], freqs[keep]
+        total = spectrum.sum(axis=1)
+        return np.where(total > 1e-6, (spectrum * freqs).sum(axis=1) / np.maximum(total, 1e-12), 0.0).astype(np.float32)
+
+    return _blockwise(audio, sample_rate, rate, measure, block)
 
 
 def speech_envelope(audio: np.ndarray, sample_rate: int, times: np.ndarray, smooth_seconds: float = 0.06) -> np.ndarray:

@@ -52,16 +52,45 @@ class SileroVAD:
         zero-padded); window k covers ``k * HOP_SECONDS`` to ``(k + 1) * HOP_SECONDS``."""
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"Silero VAD reads {SAMPLE_RATE} Hz audio, got {sample_rate}")
-        audio = np.asarray(audio, np.float32).reshape(-1)
+        audio = np.asarray(audio).reshape(-1)
         count = max(1, -(-len(audio) // WINDOW))
-        padded = np.zeros(CONTEXT + count * WINDOW, np.float32)
-        padded[CONTEXT:CONTEXT + len(audio)] = audio
         session = self._model()
         state = np.zeros((2, 1, 128), np.float32)
         rate = np.array(SAMPLE_RATE, np.int64)
         probs = np.empty(count, np.float32)
+        # One window at a time from the caller's array: no padded copy of the whole clip.
+        window = np.zeros((1, CONTEXT + WINDOW), np.float32)
         for k in range(count):
-            window = padded[k * WINDOW: k * WINDOW + CONTEXT + WINDOW][None]
+            window[0, :CONTEXT] = window[0, WINDOW:]
+            piece = audio[k * WINDOW:(k + 1) * WINDOW]
+            window[0, CONTEXT:CONTEXT + len(piece)] = piece
+            window[0, CONTEXT + len(piece):] = 0.0
             out, state = session.run(None, {"input": window, "state": state, "sr": rate})
             probs[k] = out[0, 0]
         return probs
+
+
+def pause_windows(probs: np.ndarray, num_samples: int, max_seconds: float, smooth_windows: int = 9) -> list[tuple[int, int]]:
+    """``(start, stop)`` sample ranges that tile ``num_samples`` of audio, each at most
+    ``max_seconds`` long, cut in the quietest stretch of speech (lowest voice probability, averaged
+    over ``smooth_windows`` VAD windows) in the second half of each range. ``probs`` are
+    ``SileroVAD.probabilities`` of that audio. Decoding such ranges one by one keeps memory
+    bounded by ``max_seconds``, whatever the length, and a cut in a pause changes no phone."""
+    limit = max(2, int(max_seconds / HOP_SECONDS))  # VAD windows per range
+    smooth_windows = max(1, min(smooth_windows, len(probs)))
+    average = np.convolve(np.asarray(probs, np.float64), np.ones(smooth_windows) / smooth_windows, mode="same")
+    total = -(-num_samples // WINDOW)
+    bounds, start = [], 0
+    while total - start > limit:
+        lo, hi = start + limit // 2, start + limit
+        region = average[lo:hi]
+        quiet = region <= region.min() + 0.01
+        # The middle of the first quiet run: as far from speech on either side as it gets.
+        first = int(np.argmax(quiet))
+        run = quiet[first:]
+        length = len(run) if run.all() else int(np.argmin(run))
+        cut = lo + first + length // 2
+        bounds.append((start * WINDOW, cut * WINDOW))
+        start = cut
+    bounds.append((start * WINDOW, num_samples))
+    return bounds

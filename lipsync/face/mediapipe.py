@@ -3,7 +3,9 @@
 Mediapipe's face mesh finds faces itself, but only ones that fill a good part of the picture. So
 boxes come first, from BlazeFace (full-range model) run on the whole image and, for large images,
 on overlapping tiles; then the mesh runs on a square crop around each box, which works for small
-faces in large frames just as for close-ups.
+faces in large frames just as for close-ups. A tile magnifies texture (a patch, a pattern on
+clothes) and the detector sometimes takes it for a face: a box seen only in a tile counts as a face
+only when the mesh confirms it.
 """
 from __future__ import annotations
 
@@ -70,8 +72,10 @@ class MediaPipeFaceDetector(FaceDetector):
         image = _rgb(image)
         with self._lock:
             detector, mesh = self._models()
-            boxes = self._boxes(detector, image)
-            faces = [self._fit_mesh(mesh, image, box, score, kps) for box, score, kps in boxes]
+            faces = [
+                face for box, score, kps, whole in self._boxes(detector, image)
+                if (face := self._fit_mesh(mesh, image, box, score, kps)).landmarks is not None or whole
+            ]
         faces.sort(key=lambda face: face.area, reverse=True)
         return faces[: self.max_faces]
 
@@ -105,18 +109,24 @@ class MediaPipeFaceDetector(FaceDetector):
 
     # -- boxes -----------------------------------------------------------------------------------
 
-    def _boxes(self, detector, image: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """Detector boxes ``(box, score, 6 keypoints)`` in image pixels, duplicates merged."""
+    def _boxes(self, detector, image: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray, bool]]:
+        """Detector boxes ``(box, score, 6 keypoints, seen in the whole image)`` in image pixels,
+        duplicates merged."""
         height, width = image.shape[:2]
-        found = self._detect_in(detector, image, 0, 0)
+        whole = self._detect_in(detector, image, 0, 0)
+        tiled = []
         if max(height, width) > TILE_ABOVE:
             for x0, y0, x1, y1 in _tiles(width, height):
-                found += self._detect_in(detector, np.ascontiguousarray(image[y0:y1, x0:x1]), x0, y0)
+                tiled += self._detect_in(detector, np.ascontiguousarray(image[y0:y1, x0:x1]), x0, y0)
+        found = [(*item, True) for item in whole] + [(*item, False) for item in tiled]
         found.sort(key=lambda item: item[1], reverse=True)
-        kept: list[tuple[np.ndarray, float, np.ndarray]] = []
+        kept: list[tuple[np.ndarray, float, np.ndarray, bool]] = []
         for item in found:
-            if all(box_iou(item[0], other[0]) < SAME_FACE_IOU for other in kept):
+            same = [k for k, other in enumerate(kept) if box_iou(item[0], other[0]) >= SAME_FACE_IOU]
+            if not same:
                 kept.append(item)
+            elif item[3]:  # a tile's better-scored box, confirmed by the whole-image pass
+                kept[same[0]] = (*kept[same[0]][:3], True)
         return kept
 
     @staticmethod

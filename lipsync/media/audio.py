@@ -28,6 +28,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 def to_model_audio(samples: np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE, layout: str | None = None) -> np.ndarray:
     """``(samples, channels)`` at ``rate`` to the mono float32 array the models take; ``layout``
     names the channels (default: FFmpeg's usual layout for their count)."""
+    if samples.shape[1] == 1:  # a view, not a second copy of a long clip
+        return resample(samples[:, 0], rate, sample_rate)
     return resample(samples @ mono_weights(layout or default_layout(samples.shape[1])), rate, sample_rate)
 
 
@@ -137,4 +139,4 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
             parts.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(frame))
         parts.extend(out.to_ndarray().reshape(-1, channels) for out in resampler.resample(None))
     samples = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
-    return samples.astype(np.float32), int(rate)
+    return samples.astype(np.float32, copy=False), int(rate)

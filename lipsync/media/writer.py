@@ -103,7 +103,7 @@ class VideoWriter:
         self._audio = None
         if audio is not None and len(audio):
             samples = audio if audio.ndim == 2 else audio[:, None]
-            self._audio = np.ascontiguousarray(samples.clip(-1, 1), dtype=np.float32)
+            self._audio = samples  # clipped block by block as it is encoded: no copy of a long clip
             self._rate = int(sample_rate)
             self._layout = layout or ("stereo" if self._audio.shape[1] == 2 else "mono")
             if self._layout not in AAC_LAYOUTS:
@@ -338,7 +338,7 @@ class VideoWriter:
         block = 1024 * 16
         while self._audio_done < end:
             stop = min(end, self._audio_done + block)
-            chunk = self._audio[self._audio_done:stop]
+            chunk = np.ascontiguousarray(self._audio[self._audio_done:stop].clip(-1, 1), dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=self._layout)
             frame.sample_rate = self._rate
             frame.pts = self._audio_done
