@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from backends.viseme.idle import blink_curve, head_motion
-from backends.viseme.render import EyeRenderer, HeadMover, MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.interior import MouthLook
+from backends.viseme.render import EyeRenderer, HeadMover, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MouthRig
 from backends.viseme.visemes import MouthCurves, mouth_curves
 from lipsync.audio.phones import SpeechTrack
@@ -110,7 +111,7 @@ class VisemeGenerator(Generator):
                 i = chunk.start + k
                 frame = chunk.frames[k]
                 seen = MouthLook.of(frame, points)
-                look = seen if look is None else _follow(look, seen)
+                look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
                 rig = MouthRig(points)
                 # The warp reads the frame before it writes it, so the frame can be its own source.
                 source = closed_mouth_source(out[k], points, copy=False)
@@ -173,8 +174,3 @@ def _mesh(face: Face | None, still: bool) -> np.ndarray | None:
             raise InputError("the face in the image is too small or unclear to fit a face mesh; give a larger, frontal portrait")
         return None
     return face.landmarks
-
-
-def _follow(old: MouthLook, new: MouthLook) -> MouthLook:
-    """``old`` moved a step toward ``new`` (exponential smoothing of the colours)."""
-    return MouthLook(*(a + LOOK_FOLLOW * (b - a) for a, b in ((old.cavity, new.cavity), (old.tongue, new.tongue), (old.teeth, new.teeth))))
