@@ -255,8 +255,8 @@ class InteriorPainter:
     def _teeth(colour, u, v, edge_up, edge_low, gap, side, mid_gap, m, look):
         """Upper teeth hanging from behind the upper lip (gum showing as it lifts on wide openings),
         lower teeth rising from behind the lower lip on wide ones."""
-        seam_width = max(0.55, 0.007 * m)
-        seam_depth = 0.3 * float(np.clip(m / 150.0, 0.35, 1.0))  # gaps fade out on small faces
+        seam_width = max(0.55, 0.01 * m)
+        seam_depth = 0.2 * float(np.clip(m / 120.0, 0.5, 1.0))  # gaps fade out on small faces
         light = 1.0 - 0.45 * side**2  # the arch turns away from the light toward the corners
 
         def row(bounds, lengths, start, sign, strength):
@@ -266,7 +266,7 @@ class InteriorPainter:
             length = length * (1.0 - 0.2 * np.abs(2 * across - 1) ** 6)
             into = sign * (v - start)  # distance into the row from its root side
             tooth = _coverage(length - into) * _coverage(into) * (np.abs(u) < bounds[-1])
-            convex = 0.86 + 0.14 * np.sqrt(np.clip(1 - (2 * across - 1) ** 2, 0, 1))
+            convex = 0.8 + 0.2 * np.sqrt(np.clip(1 - (2 * across - 1) ** 2, 0, 1))
             edge = 1.0 - 0.12 * smoothstep(0.6, 1.0, into / np.maximum(length, 1.0))  # translucent tips
             shade = convex * edge * (1.0 - seam_depth * seam) * light * strength
             return tooth * (index < len(lengths)), shade

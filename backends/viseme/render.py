@@ -23,9 +23,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 def closed_mouth_source(image: np.ndarray, points: np.ndarray, copy: bool = True) -> np.ndarray:
     """``image`` with whatever shows between its inner lips (teeth, darkness) painted over from
     the lips around it, so that lips pulled together meet without a seam of teeth between them.
-    The hole reaches a little past the inner-lip ring, and takes in the dark pixels in the lips
-    next to it: a mesh a pixel off would otherwise leave dark specks that the warp drags into the
-    lips. ``copy=False`` paints ``image`` itself (a frame the mouth warp is about to overwrite)."""
+    The hole also takes in the dark or grey-white pixels connected to the inner-lip ring: a mesh a
+    pixel off would otherwise leave specks of teeth or shadow that the warp drags into the lips. ``copy=False`` paints ``image`` itself (a frame the mouth warp is about to overwrite)."""
     points = np.asarray(points)
     inner = points[list(lm.LIPS_INNER), :2]
     outer = points[list(lm.LIPS_OUTER), :2]
@@ -37,8 +36,8 @@ def closed_mouth_source(image: np.ndarray, points: np.ndarray, copy: bool = True
         return out
     width = float(np.linalg.norm(points[lm.MOUTH_CORNERS[1], :2] - points[lm.MOUTH_CORNERS[0], :2]))
     reach = max(1, int(round(0.06 * width)))
-    near = cv2.dilate((ring > 0.05).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
-    lips = (polygon_mask(box, [outer]) > 0.5) & (ring < 0.05)
+    mouth = polygon_mask(box, [outer]) > 0.5
+    lips = mouth & (ring < 0.05)
     patch = np.ascontiguousarray(image[y0:y1, x0:x1])
     pixels = patch.astype(np.float32)
     luma = pixels @ _LUMA
@@ -49,8 +48,16 @@ def closed_mouth_source(image: np.ndarray, points: np.ndarray, copy: bool = True
         lip_luma, lip_red = float(luma.mean()), float(redness.mean())
     # Not lip: darker than the lips' shade, or a grey-white (teeth).
     foreign = (luma < 0.72 * lip_luma) | ((luma > 1.08 * lip_luma) & (redness < 0.6 * lip_red))
-    hole = (ring > 0.05) | (near.astype(bool) & foreign)
-    hole = cv2.dilate(hole.astype(np.uint8), np.ones((3, 3), np.uint8))
+    # Grown from the ring through foreign pixels only: teeth and shadow next to the opening go,
+    # skin at the lips' outer border (also not lip-coloured) stays.
+    grow = (mouth & foreign).astype(np.uint8)
+    hole = (ring > 0.05).astype(np.uint8)
+    for _ in range(reach):
+        grown = cv2.dilate(hole, np.ones((3, 3), np.uint8)) & grow | hole
+        if np.array_equal(grown, hole):
+            break
+        hole = grown
+    hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
     out[y0:y1, x0:x1] = cv2.inpaint(patch, hole, 3, cv2.INPAINT_TELEA)
     return out
 

@@ -108,6 +108,32 @@ class MouthRig:
         self.src = self.frame.image(self.control_local)
         self._slot = {int(index): k for k, index in enumerate(ids)}
         self._inner_half = 0.5 * abs(local[_LOWER_INNER[-1], 0] - local[_LOWER_INNER[0], 0])
+        self._lip_follow()
+
+    def _lip_follow(self) -> None:
+        """How each mesh point off the lip rings follows the rings: a Gaussian-weighted mean of the
+        nearest lip's moves (upper lip above the mouth line, lower below), fading with distance.
+        So the skin around the lips and the lip's own middle rows stretch with them instead of
+        staying behind (a torn, saw-toothed lip border)."""
+        m = self.frame.mouth_width
+        mesh = self.control_local[: len(self.ids)]
+        self._lip_slots = np.array([self._slot[int(i)] for i in _LIPS])
+        rest = np.setdiff1d(np.arange(len(self.ids)), self._lip_slots)
+        lips = mesh[self._lip_slots]
+        upper_ids = set(map(int, np.concatenate([_UPPER_INNER, _UPPER_OUTER])))
+        lower_ids = set(map(int, np.concatenate([_LOWER_INNER, _LOWER_OUTER])))
+        in_upper = np.array([int(i) in upper_ids for i in _LIPS])
+        in_lower = np.array([int(i) in lower_ids for i in _LIPS])
+        upper_in, lower_in = self.local[_UPPER_INNER], self.local[_LOWER_INNER]
+        seam = np.interp(mesh[rest, 0], upper_in[:, 0], 0.5 * (upper_in[:, 1] + lower_in[:, 1]))
+        above = mesh[rest, 1] < seam
+        side = np.where(above[:, None], in_upper[None, :], in_lower[None, :])
+        distance2 = ((mesh[rest, None, :] - lips[None, :, :]) ** 2).sum(axis=-1)
+        sigma2 = (0.09 * m) ** 2
+        kernel = np.exp(-0.5 * distance2 / sigma2) * side * (distance2 < 9.0 * sigma2)  # none beyond 3 sigma
+        self._follow_slots = rest
+        self._follow_reach = kernel.max(axis=1)
+        self._follow_weights = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
 
     def source_gap(self) -> np.ndarray:
         """Gap between the inner lips, column by column (corner to corner), in pixels."""
@@ -149,8 +175,10 @@ class MouthRig:
         # Corners drop a little as the jaw opens.
         for index in (*lm.MOUTH_CORNERS, _UPPER_INNER[0], _UPPER_INNER[-1]):
             delta[slot[int(index)], 1] = 0.3 * max(jaw, 0.0)
-        lips = np.array([slot[int(i)] for i in _LIPS])
+        lips = self._lip_slots
         delta[lips, 0] = (scale - 1.0) * mesh[lips, 0]
+        rest, reach = self._follow_slots, self._follow_reach[:, None]
+        delta[rest] = reach * (self._follow_weights @ delta[lips]) + (1.0 - reach) * delta[rest]
 
         dst_local = local + delta
         dst = f.image(dst_local)
