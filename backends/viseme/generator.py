@@ -82,7 +82,7 @@ class VisemeGenerator(Generator):
         look = MouthLook.of(image, points)
         times = np.arange(job.num_frames) / job.fps
         blinks = blink_curve(times, self.blink_rate, job.seed)
-        eyes = EyeRenderer(points) if blinks.any() else None
+        eyes = EyeRenderer(points, image.shape) if blinks.any() else None
         head = HeadMover(points, image.shape) if self.head_motion > 0 else None
         motion = head_motion(times, self.head_motion, job.seed, loudness=np.clip(curves.open, 0, 1)) if head else None
         for chunk in chunks:

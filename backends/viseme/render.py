@@ -86,21 +86,18 @@ class MouthRenderer:
 
 
 class EyeRenderer:
-    """Blinks both eyes of a mesh by lid warps."""
+    """Blinks both eyes of a mesh."""
 
-    def __init__(self, points: np.ndarray):
-        self.eyes = [EyeRig(points, lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER),
-                     EyeRig(points, lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)]
-        self.triangles = [triangulate(eye.src) for eye in self.eyes]
+    def __init__(self, points: np.ndarray, shape: tuple[int, ...]):
+        self.eyes = [EyeRig(points, lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, shape),
+                     EyeRig(points, lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, shape)]
 
     def render(self, source: np.ndarray, out: np.ndarray, closed: float) -> None:
         if closed <= 0.01:
             return
-        for eye, triangles in zip(self.eyes, self.triangles):
-            dst = eye.pose(closed)
-            box = region(np.concatenate([eye.src, dst]), source.shape, margin=1)
-            map_x, map_y = piecewise_affine_map(eye.src, dst, triangles, box)
-            paste(out, box, remap_region(source, box, map_x, map_y))
+        for eye in self.eyes:
+            map_x, map_y = eye.maps(closed)
+            paste(out, eye.box, remap_region(source, eye.box, map_x, map_y))
 
 
 class HeadMover:
