@@ -9,13 +9,15 @@ import soundfile
 from skimage import data
 
 from backends.viseme.idle import blink_curve, head_motion
-from backends.viseme.render import MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.interior import MouthLook, sclera_pixels
+from backends.viseme.render import EyeRenderer, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MAX_GAP, MouthRig
 from backends.viseme.visemes import coarticulate, mouth_curves
 from lipsync import cli
 from lipsync.api import compose
 from lipsync.audio.phones import Phone, SpeechTrack
 from lipsync.audio.signal import speech_envelope
+from lipsync.compose.masks import polygon_mask
 from lipsync.compose.warp import triangulate
 from lipsync.face import landmarks as lm
 from lipsync.face.mediapipe import MediaPipeFaceDetector
@@ -38,6 +40,37 @@ def detector():
 @pytest.fixture(scope="module")
 def astronaut_mesh(detector):
     return detector.detect(data.astronaut())[0].landmarks
+
+
+def turned_astronaut() -> np.ndarray:
+    """The astronaut as a three-quarter view: the image-right half of the face squeezed, the left
+    widened (a perspective warp), in a cool light."""
+    image = data.astronaut()
+    src = np.float32([[120, 40], [340, 40], [340, 300], [120, 300]])
+    dst = np.float32([[100, 50], [300, 30], [300, 310], [100, 290]])
+    turned = cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (512, 512), borderMode=cv2.BORDER_REFLECT)
+    return np.clip(turned * np.array([0.85, 0.95, 1.15]), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def faces(detector, astronaut_mesh):
+    turned = turned_astronaut()
+    return [(data.astronaut(), astronaut_mesh), (turned, detector.detect(turned)[0].landmarks)]
+
+
+def specks(out: np.ndarray, source: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Pixels of ``out`` outside ``allowed`` in an isolated dark or bright spot (up to 3x3 pixels:
+    darker than the whole ring of pixels two away by more than 30 levels of luma, or brighter),
+    where ``source`` has no such spot nearby."""
+    ring = np.ones((5, 5), bool)
+    ring[1:4, 1:4] = False
+
+    def spots(image):
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(luma, 2, mode="edge"), (5, 5))[..., ring]
+        return (luma < windows.min(axis=-1) - 30) | (luma > windows.max(axis=-1) + 30)
+    known = cv2.dilate(spots(source).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return spots(out) & ~known & ~allowed
 
 
 def track_of(phones: list[tuple[str, float, float]], duration: float, speech: float = 1.0) -> SpeechTrack:
@@ -146,6 +179,58 @@ def test_rendering_leaves_everything_above_the_nose_bit_exact(astronaut_mesh):
     x, y = np.round(astronaut_mesh[13, :2]).astype(int)
     inside = out[y + 1: y + int(0.3 * rig.frame.mouth_width), x].mean(axis=1)
     assert inside.max() > 170 and inside.min() < 90
+
+
+def test_no_specks_on_any_mouth_shape_or_blink(faces):
+    """Frame by frame over mouth shapes and blinks, front and three-quarter: nothing in the face
+    stands out from its neighbourhood that did not in the source, but for the open mouth itself."""
+    shapes = [(o, w, r) for o in (0.0, 0.05, 0.3, 0.7, 1.2) for w, r in ((0.0, 0.0), (0.4, 0.0), (-0.6, 0.9))]
+    for image, points in faces:
+        x0, y0 = np.floor(points[:, :2].min(axis=0)).astype(int) - 4
+        x1, y1 = np.ceil(points[:, :2].max(axis=0)).astype(int) + 4
+        face = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+        rig = MouthRig(points)
+        triangles = triangulate(rig.src)
+        source = closed_mouth_source(image, points)
+        look = MouthLook.of(image, points)
+        renderer, eyes = MouthRenderer(), EyeRenderer(points, image.shape)
+        for k, (open_, width, round_) in enumerate(shapes):
+            out = image.copy()
+            renderer.render(source, out, rig, triangles, look, open_, width, round_)
+            closed = [0.0, 0.5, 0.9, 1.0][k % 4]
+            eyes.render(image, out, closed)
+            # What may show its own bright or dark detail: the open mouth and the eyes' open part.
+            pose = rig.pose(open_, width, round_)
+            opened = [pose.cavity] if pose.opening >= 1.0 else []  # a shut mouth has no opening
+            for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+                up, low = points[list(upper), :2], points[list(lower), :2]
+                opened.append(np.concatenate([up + closed * (low - up), low[::-1]]))
+            opening = polygon_mask((0, 0, 512, 512), opened) > 0
+            opening = cv2.dilate(opening.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            found = specks(out[face], image[face], opening[face])
+            assert found.sum() == 0, (open_, width, round_, closed, np.argwhere(found)[:5])
+
+
+def test_teeth_take_their_white_from_the_sclera(faces):
+    """The brightest teeth are no brighter than the brightest sclera and at least half as bright,
+    and their colour (r/g, b/g) lies within the sclera's range, in a neutral and in a cool light."""
+    luma = np.array([0.299, 0.587, 0.114])
+    for image, points in faces:
+        sclera = sclera_pixels(image, points)
+        assert len(sclera) > 20
+        rig = MouthRig(points)
+        out = image.copy()
+        MouthRenderer().render(closed_mouth_source(image, points), out, rig, triangulate(rig.src),
+                               MouthLook.of(image, points), 1.0, 0.2, 0.0)
+        pose = rig.pose(1.0, 0.2, 0.0)
+        inside = polygon_mask((0, 0, 512, 512), [pose.cavity]) > 0.99
+        pixels = out[inside].astype(np.float64)
+        teeth = pixels[pixels @ luma >= np.percentile(pixels @ luma, 90)]
+        assert np.percentile(sclera @ luma, 99) + 2 >= (teeth @ luma).mean() >= 0.5 * np.median(sclera @ luma)
+        for a, b in ((0, 1), (2, 1)):
+            ratio = teeth[:, a].mean() / teeth[:, b].mean()
+            low, high = np.percentile(sclera[:, a] / np.maximum(sclera[:, b], 1), [5, 95])
+            assert low - 0.03 <= ratio <= high + 0.03, (a, ratio, low, high)
 
 
 def test_idle_motion():

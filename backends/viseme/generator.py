@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from backends.viseme.idle import blink_curve, head_motion
 from backends.viseme.interior import MouthLook
-from backends.viseme.render import EyeRenderer, HeadMover, MouthRenderer, closed_mouth_source
+from backends.viseme.render import EyeRenderer, HeadMover, MouthCache, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MouthRig
 from backends.viseme.visemes import MouthCurves, mouth_curves
 from lipsync.audio.phones import SpeechTrack
+from lipsync.compose.blend import paste
 from lipsync.compose.warp import triangulate
 from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
@@ -85,13 +87,15 @@ class VisemeGenerator(Generator):
         eyes = EyeRenderer(points, image.shape) if blinks.any() else None
         head = HeadMover(points, image.shape) if self.head_motion > 0 else None
         motion = head_motion(times, self.head_motion, job.seed, loudness=np.clip(curves.open, 0, 1)) if head else None
+        cache = MouthCache()
+        draw = partial(self.mouth.patch, source, rig, triangles, look)
         for chunk in chunks:
             out = np.empty((len(chunk),) + image.shape, np.uint8)
             for k in range(len(chunk)):
                 i = chunk.start + k
                 frame = out[k]
                 frame[...] = image
-                self.mouth.render(source, frame, rig, triangles, look, curves.open[i], curves.width[i], curves.round[i])
+                paste(frame, *cache.get(draw, curves.open[i], curves.width[i], curves.round[i]))
                 if eyes is not None:
                     eyes.render(image, frame, float(blinks[i]))
                 if head is not None:

@@ -5,7 +5,7 @@ copied untouched, so a still's forehead and eyes stay bit-exact when blinks and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
 
 import cv2
 import numpy as np
@@ -73,6 +73,12 @@ class MouthRenderer:
 
     def render(self, source: np.ndarray, out: np.ndarray, rig: MouthRig, triangles: np.ndarray,
                look: MouthLook, open_: float, width: float, round_: float) -> None:
+        box, patch = self.patch(source, rig, triangles, look, open_, width, round_)
+        paste(out, box, patch)
+
+    def patch(self, source: np.ndarray, rig: MouthRig, triangles: np.ndarray, look: MouthLook,
+              open_: float, width: float, round_: float) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The box of the frame the posed mouth changes, and its pixels."""
         pose = rig.pose(open_, width, round_)
         box = region(np.concatenate([pose.src, pose.dst]), source.shape, margin=2)
         map_x, map_y = piecewise_affine_map(pose.src, pose.dst, triangles, box)
@@ -82,7 +88,27 @@ class MouthRenderer:
         mouth_box = (max(mx0, box[0]), max(my0, box[1]), min(mx1, box[2]), min(my1, box[3]))
         inner = patch[mouth_box[1] - box[1]: mouth_box[3] - box[1], mouth_box[0] - box[0]: mouth_box[2] - box[0]]
         self.interior.paint(inner, mouth_box, pose, look)
-        paste(out, box, patch)
+        return box, patch
+
+
+class MouthCache:
+    """A still's rendered mouths by shape, shapes rounded to ``step`` (far below a visible change):
+    silence, held vowels and repeated visemes are drawn once. At most ``size`` kept."""
+
+    def __init__(self, size: int = 48, step: float = 0.004):
+        self.size, self.step = size, step
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, draw, open_: float, width: float, round_: float):
+        key = tuple(int(round(x / self.step)) for x in (open_, width, round_))
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        item = draw(*(k * self.step for k in key))
+        self._items[key] = item
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
 
 
 class EyeRenderer:

@@ -133,9 +133,9 @@ class MouthRig:
         sigma2 = (0.09 * m) ** 2
         kernel = np.exp(-0.5 * distance2 / sigma2) * side * (distance2 < 9.0 * sigma2)  # none beyond 3 sigma
         self._follow_slots = rest
-        # Nothing moves at the nose: the pull fades out over the middle of the philtrum.
+        # Nothing moves at the nose: the pull fades out up the philtrum.
         nose, lip_top = self.local[lm.NOSE_TIP, 1], self.local[_UPPER_OUTER, 1].min()
-        self._follow_reach = kernel.max(axis=1) * smoothstep(nose + 0.25 * (lip_top - nose), nose + 0.6 * (lip_top - nose), mesh[rest, 1])
+        self._follow_reach = kernel.max(axis=1) * smoothstep(nose + 0.1 * (lip_top - nose), lip_top, mesh[rest, 1])
         self._follow_weights = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
 
     def source_gap(self) -> np.ndarray:
