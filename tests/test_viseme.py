@@ -15,7 +15,7 @@ from backends.viseme.rig import MAX_GAP, MouthRig
 from backends.viseme.visemes import coarticulate, mouth_curves
 from lipsync import cli
 from lipsync.api import compose
-from lipsync.audio.phones import Phone, SpeechTrack
+from lipsync.audio.phones import Phone, PhonemeEncoder, SpeechTrack
 from lipsync.audio.signal import speech_envelope
 from lipsync.compose.masks import polygon_mask
 from lipsync.compose.warp import triangulate
@@ -261,6 +261,12 @@ def test_still_portrait_mouth_follows_speech_and_upper_face_is_kept(tmp_path, de
     assert quiet.sum() > 20
     assert opening[quiet].max() < 0.06
     assert np.percentile(opening[envelope > 0.5], 75) > 0.12
+    # Lips meet on m, b, p ("demo", "made", "plain", "computer", "pause") and part on open vowels.
+    phones = PhonemeEncoder().encode(load_audio(SPEECH), 16000, TRANSCRIPT).phones
+    at = lambda labels: np.array([opening[int(round(12.5 * (p.start + p.end)))] for p in phones if p.label in labels])  # noqa: E731
+    bilabial, vowel = at({"M", "B", "P"}), at({"AA", "AE", "AH", "AO", "AW", "AY"})
+    assert len(bilabial) >= 5 and len(vowel) >= 5
+    assert np.median(bilabial) < 0.5 * np.median(vowel) and np.percentile(bilabial, 80) < 0.08, (bilabial, vowel)
     # Above the nose nothing changes but for the codec's noise: the frames differ from the source
     # as much as the still encoded alone does, and not at all from one frame to the next.
     image = data.astronaut()
