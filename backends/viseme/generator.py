@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from backends.viseme.bank import MouthBank
 from backends.viseme.idle import blink_curve, head_motion
 from backends.viseme.interior import MouthLook
 from backends.viseme.render import EyeRenderer, HeadMover, MouthCache, MouthRenderer, closed_mouth_source
@@ -41,6 +42,7 @@ class VisemeGenerator(Generator):
         blink_rate: float = 15.0,
         head_motion: float = 1.0,
         teeth: bool = True,
+        own_mouth: bool = True,
         fps: float = 25.0,
         chunk_size: int = 25,
     ):
@@ -50,6 +52,7 @@ class VisemeGenerator(Generator):
         self.head_motion = float(head_motion)
         self.fps = float(fps)
         self.chunk_size = int(chunk_size)
+        self.own_mouth = bool(own_mouth)
         self.mouth = MouthRenderer(teeth=bool(teeth))
 
     def requirements(self) -> Requirements:
@@ -69,7 +72,7 @@ class VisemeGenerator(Generator):
 
     def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
         curves = self.curves(job)
-        frames = self._still(job, chunks, curves) if job.source == "image" else self._video(chunks, curves)
+        frames = self._still(job, chunks, curves) if job.source == "image" else self._video(job, chunks, curves)
         # Render the next chunk while the core encodes this one (the encoder releases the GIL).
         yield from ahead(frames)
 
@@ -104,8 +107,9 @@ class VisemeGenerator(Generator):
 
     # -- a video ---------------------------------------------------------------------------------
 
-    def _video(self, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
+    def _video(self, job: Job, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
         look: MouthLook | None = None
+        bank = MouthBank() if self.own_mouth else None
         for chunk in chunks:
             out = np.array(chunk.frames, dtype=np.uint8, copy=True)
             for k, face in enumerate(chunk.faces):
@@ -114,14 +118,19 @@ class VisemeGenerator(Generator):
                     continue  # no face here: the frame passes through (the core counts it)
                 i = chunk.start + k
                 frame = chunk.frames[k]
+                if bank is not None:
+                    bank.add(frame, points)
                 seen = MouthLook.of(frame, points)
                 look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
                 rig = MouthRig(points)
                 # The warp reads the frame before it writes it, so the frame can be its own source.
                 source = closed_mouth_source(out[k], points, copy=False)
                 self.mouth.render(source, out[k], rig, triangulate(rig.src), look,
-                                  curves.open[i], curves.width[i], curves.round[i])
+                                  curves.open[i], curves.width[i], curves.round[i], bank)
             yield out
+        if bank is not None and not bank and job.reporter is not None:
+            job.reporter.warn("the video never shows its mouth open, large and frontal enough to borrow its own "
+                              "teeth from: the inside of the mouth is drawn")
 
 
 def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from backends.viseme.bank import MouthBank
 from backends.viseme.rig import MouthPose
 from lipsync.compose.masks import polygon_mask, smoothstep
 from lipsync.compose.warp import region
@@ -183,7 +184,9 @@ class InteriorPainter:
 
     teeth: bool = True
 
-    def paint(self, patch: np.ndarray, box, pose: MouthPose, look: MouthLook) -> None:
+    def paint(self, patch: np.ndarray, box, pose: MouthPose, look: MouthLook, bank: MouthBank | None = None) -> None:
+        """Paint the inside of ``pose``'s mouth into ``patch`` (the pixels of ``box``); from the
+        person's own open mouths where ``bank`` holds some, else procedurally."""
         frame = pose.frame
         m = frame.mouth_width
         x0, y0, x1, y1 = box
@@ -236,6 +239,9 @@ class InteriorPainter:
         if self.teeth:
             colour = self._teeth(colour, u - centre_u, v, edge_up, edge_low, gap, side, mid_gap, m, look)
 
+        if bank:
+            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m)
+            colour += share[..., None] * (own - colour)
         # The lips' wet inner side rolls into view at the rim as they part: mostly the lower lip's,
         # which faces up and catches the light; the upper one's faces away.
         rim = float(np.clip(0.07 * m, 1.0, 0.3 * mid_gap))

@@ -10,6 +10,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
+from backends.viseme.bank import MouthBank
 from backends.viseme.interior import InteriorPainter, MouthLook
 from backends.viseme.rig import EyeRig, MouthRig
 from lipsync.compose.blend import blend, paste
@@ -72,12 +73,12 @@ class MouthRenderer:
         self.interior = InteriorPainter(teeth=teeth)
 
     def render(self, source: np.ndarray, out: np.ndarray, rig: MouthRig, triangles: np.ndarray,
-               look: MouthLook, open_: float, width: float, round_: float) -> None:
-        box, patch = self.patch(source, rig, triangles, look, open_, width, round_)
+               look: MouthLook, open_: float, width: float, round_: float, bank: MouthBank | None = None) -> None:
+        box, patch = self.patch(source, rig, triangles, look, open_, width, round_, bank)
         paste(out, box, patch)
 
     def patch(self, source: np.ndarray, rig: MouthRig, triangles: np.ndarray, look: MouthLook,
-              open_: float, width: float, round_: float) -> tuple[tuple[int, int, int, int], np.ndarray]:
+              open_: float, width: float, round_: float, bank: MouthBank | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """The box of the frame the posed mouth changes, and its pixels."""
         pose = rig.pose(open_, width, round_)
         box = region(np.concatenate([pose.src, pose.dst]), source.shape, margin=2)
@@ -87,7 +88,7 @@ class MouthRenderer:
         mx0, my0, mx1, my1 = region(np.concatenate([pose.upper_lip, pose.lower_lip]), source.shape, margin=2)
         mouth_box = (max(mx0, box[0]), max(my0, box[1]), min(mx1, box[2]), min(my1, box[3]))
         inner = patch[mouth_box[1] - box[1]: mouth_box[3] - box[1], mouth_box[0] - box[0]: mouth_box[2] - box[0]]
-        self.interior.paint(inner, mouth_box, pose, look)
+        self.interior.paint(inner, mouth_box, pose, look, bank)
         return box, patch
 
 
