@@ -9,6 +9,8 @@ import soundfile
 from skimage import data
 
 from backends.viseme.idle import blink_curve, head_motion
+from backends.viseme.bank import MouthBank
+from backends.viseme.generator import VisemeGenerator
 from backends.viseme.interior import MouthLook, sclera_pixels
 from backends.viseme.render import EyeRenderer, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MAX_GAP, MouthRig
@@ -25,6 +27,7 @@ from lipsync.media.audio import load_audio
 from lipsync.media.video import VideoSource
 from lipsync.media.writer import VideoWriter
 from lipsync.pipeline import Pipeline
+from lipsync.protocol import Chunk, Face, Job
 from lipsync.progress import Reporter
 from tests.conftest import ROOT
 
@@ -231,6 +234,59 @@ def test_teeth_take_their_white_from_the_sclera(faces):
             ratio = teeth[:, a].mean() / teeth[:, b].mean()
             low, high = np.percentile(sclera[:, a] / np.maximum(sclera[:, b], 1), [5, 95])
             assert low - 0.03 <= ratio <= high + 0.03, (a, ratio, low, high)
+
+
+def test_mouth_bank_keeps_only_open_large_frontal_mouths_in_fixed_memory(detector, astronaut_mesh):
+    image = data.astronaut()
+    bank = MouthBank()
+    size = bank.patches.nbytes
+    assert not bank and bank.add(image, astronaut_mesh) and bank.filled == 1
+    closed = closed_mouth_source(image, astronaut_mesh)
+    assert not MouthBank().add(closed, detector.detect(closed)[0].landmarks)  # nothing to see inside
+    turned = astronaut_mesh.copy()
+    turned[lm.MOUTH_CORNERS[1], 2] += 0.8 * MouthRig(astronaut_mesh).frame.mouth_width
+    assert not MouthBank().add(image, turned)  # a profile
+    small = astronaut_mesh.copy()
+    small[:, :2] *= 0.5
+    assert not MouthBank().add(cv2.resize(image, (256, 256)), small)  # too small a mouth
+    for shift in range(30):
+        moved = astronaut_mesh.copy()
+        moved[:, 0] += shift
+        bank.add(np.roll(image, shift, axis=1), moved)
+    assert bank.patches.nbytes == size and bank.filled == 1
+
+
+def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
+    """At the source's own opening, the bank's inside matches the source's real mouth far better
+    than the drawn one does."""
+    image = data.astronaut()
+    rig = MouthRig(astronaut_mesh)
+    open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
+    source, triangles = closed_mouth_source(image, astronaut_mesh), triangulate(rig.src)
+    look = MouthLook.of(image, astronaut_mesh)
+    inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
+    errors = []
+    for bank in (None, MouthBank()):
+        if bank is not None:
+            bank.add(image, astronaut_mesh)
+            bank.shown = 100  # past the fade-in
+        out = image.copy()
+        MouthRenderer().render(source, out, rig, triangles, look, open_, 0.0, 0.0, bank)
+        errors.append(np.abs(out[inside].astype(float) - image[inside]).mean())
+    assert errors[1] < 0.5 * errors[0], errors
+
+
+def test_video_that_never_opens_its_mouth_is_drawn_with_a_note(detector, astronaut_mesh):
+    closed = closed_mouth_source(data.astronaut(), astronaut_mesh)
+    mesh = detector.detect(closed)[0].landmarks
+    face = Face(np.array([0, 0, 512, 512]), 1.0, lm.to_5(mesh), mesh, lm.SCHEME)
+    reporter = Reporter(quiet=True)
+    job = Job(num_frames=4, fps=25.0, audio=np.zeros(6400, np.float32), sample_rate=16000,
+              features=track_of([("AA", 0.0, 0.16)], 0.16), source="video", reporter=reporter)
+    generator = VisemeGenerator()
+    frames = list(generator._video(job, [Chunk(0, 4, np.repeat(closed[None], 4, axis=0), [face] * 4)], generator.curves(job)))
+    assert frames[0].shape == (4, 512, 512, 3)
+    assert any("never shows its mouth open" in w for w in reporter.warnings)
 
 
 def test_idle_motion():
