@@ -23,7 +23,7 @@ test: setup
 demo: setup
 	$(VENV)/bin/lipsync backend=viseme input.image=astronaut input.audio=assets/speech.wav output.path=outputs/demo.mp4
 
-# CPU benchmarks with targets: viseme end to end (>= 4x real time), SyncTalk2D generation (>= 10x
+# CPU benchmarks with targets: viseme end to end (>= 10x real time from a still, >= 3x from a video), SyncTalk2D generation (>= 10x
 # the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
 # costs of the diffusion backends (slow on a CPU; run them by hand).
 bench: setup

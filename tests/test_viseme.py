@@ -236,6 +236,14 @@ def test_teeth_take_their_white_from_the_sclera(faces):
             assert low - 0.03 <= ratio <= high + 0.03, (a, ratio, low, high)
 
 
+def test_no_colour_cast_in_a_black_and_white_photo(astronaut_mesh):
+    grey = np.repeat(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    look = MouthLook.of(grey, astronaut_mesh)
+    for name in ("cavity", "tongue", "teeth", "gum", "mucosa"):
+        colour = getattr(look, name)
+        assert colour.max() - colour.min() < 2.0, (name, colour)
+
+
 def test_mouth_bank_keeps_only_open_large_frontal_mouths_in_fixed_memory(detector, astronaut_mesh):
     image = data.astronaut()
     bank = MouthBank()

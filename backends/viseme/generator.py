@@ -28,8 +28,10 @@ from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 
-# How fast the mouth's colours follow a video (per frame): steady against landmark noise.
-LOOK_FOLLOW = 0.15
+# How fast the mouth's colours follow a video (per reading, one every LOOK_EVERY frames): steady
+# against landmark noise, and light changes slowly.
+LOOK_FOLLOW = 0.3
+LOOK_EVERY = 4
 
 
 class VisemeGenerator(Generator):
@@ -120,8 +122,9 @@ class VisemeGenerator(Generator):
                 frame = chunk.frames[k]
                 if bank is not None:
                     bank.add(frame, points)
-                seen = MouthLook.of(frame, points)
-                look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
+                if look is None or i % LOOK_EVERY == 0:
+                    seen = MouthLook.of(frame, points)
+                    look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
                 rig = MouthRig(points)
                 # The warp reads the frame before it writes it, so the frame can be its own source.
                 source = closed_mouth_source(out[k], points, copy=False)

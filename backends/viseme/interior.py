@@ -61,12 +61,20 @@ class MouthLook:
             light = skin / SKIN_UNDER_WHITE
             light = light / max(float(light @ _LUMA), 1.0)
             white = light * min(1.12 * float(skin @ _LUMA), 235.0)
-        teeth = np.minimum(white * TEETH_TINT, 250.0)
-        return cls(cavity=lip * np.array([0.24, 0.15, 0.15], np.float32),
-                   tongue=lip * np.array([0.82, 0.56, 0.56], np.float32),
+        # Tissue is redder than the lips' surface, as much as this picture shows colour at all
+        # (none in a black-and-white photo: no cast of its own).
+        colourful = float(np.clip((skin.max() - skin.min()) / max(float(skin.max()), 1.0) / 0.2, 0.0, 1.0))
+
+        def tint(*factors: float) -> np.ndarray:
+            factors = np.array(factors, np.float32)
+            return factors.mean() + colourful * (factors - factors.mean())
+
+        teeth = np.minimum(white * (1.0 + colourful * (TEETH_TINT - 1.0)), 250.0)
+        return cls(cavity=lip * tint(0.24, 0.15, 0.15),
+                   tongue=lip * tint(0.82, 0.56, 0.56),
                    teeth=teeth.astype(np.float32),
-                   gum=(0.72 * lip + 0.28 * skin) * np.array([1.02, 0.9, 0.92], np.float32),
-                   mucosa=lip * np.array([0.85, 0.6, 0.6], np.float32))
+                   gum=(0.72 * lip + 0.28 * skin) * tint(1.02, 0.9, 0.92),
+                   mucosa=lip * tint(0.85, 0.6, 0.6))
 
     def toward(self, other: "MouthLook", step: float) -> "MouthLook":
         """These colours moved ``step`` of the way to ``other``'s."""
