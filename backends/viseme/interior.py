@@ -55,12 +55,14 @@ class MouthLook:
         lip = lip_colour(image, points)
         skin = np.median([_sample(image, points[i]) for i in CHEEKS], axis=0)
         white = sclera_colour(image, points)
-        if white is None:
-            # No readable sclera (small face, closed eyes): the light's colour from the skin,
-            # the white's level a little above the lit skin.
+        if white is None or _saturation(white) > max(0.18, 0.7 * _saturation(skin)):
+            # No readable sclera (small face, closed eyes), or skin read as one: the light's
+            # warmth as the skin tells it, mildly and only along warm-cool (skins differ more
+            # than lights; no light turns teeth green), at a level a little above the lit skin.
             light = skin / SKIN_UNDER_WHITE
             light = light / max(float(light @ _LUMA), 1.0)
-            white = light * min(1.12 * float(skin @ _LUMA), 235.0)
+            warmth = float(np.clip(light[0] - light[2], -0.12, 0.12))
+            white = np.array([1 + 0.5 * warmth, 1.0, 1 - 0.5 * warmth], np.float32) * min(1.12 * float(skin @ _LUMA), 235.0)
         # Tissue is redder than the lips' surface, as much as this picture shows colour at all
         # (none in a black-and-white photo: no cast of its own).
         colourful = float(np.clip((skin.max() - skin.min()) / max(float(skin.max()), 1.0) / 0.2, 0.0, 1.0))
@@ -80,6 +82,10 @@ class MouthLook:
         """These colours moved ``step`` of the way to ``other``'s."""
         return MouthLook(**{f.name: getattr(self, f.name) + step * (getattr(other, f.name) - getattr(self, f.name))
                             for f in fields(self)})
+
+
+def _saturation(colour: np.ndarray) -> float:
+    return float((colour.max() - colour.min()) / max(float(colour.max()), 1.0))
 
 
 def _sample(image: np.ndarray, point: np.ndarray, radius: int = 2) -> np.ndarray:
