@@ -55,7 +55,7 @@ class MouthLook:
         lip = lip_colour(image, points)
         skin = np.median([_sample(image, points[i]) for i in CHEEKS], axis=0)
         white = sclera_colour(image, points)
-        if white is None or _saturation(white) > max(0.18, 0.7 * _saturation(skin)):
+        if white is None or _warmth(white) > max(0.15, 0.6 * _warmth(skin)):
             # No readable sclera (small face, closed eyes), or skin read as one: the light's
             # warmth as the skin tells it, mildly and only along warm-cool (skins differ more
             # than lights; no light turns teeth green), at a level a little above the lit skin.
@@ -84,8 +84,9 @@ class MouthLook:
                             for f in fields(self)})
 
 
-def _saturation(colour: np.ndarray) -> float:
-    return float((colour.max() - colour.min()) / max(float(colour.max()), 1.0))
+def _warmth(colour: np.ndarray) -> float:
+    """Red over blue relative to brightness: skin is warm, a white in the same light much less."""
+    return float((colour[0] - colour[2]) / max(float(colour @ _LUMA), 1.0))
 
 
 def _sample(image: np.ndarray, point: np.ndarray, radius: int = 2) -> np.ndarray:
