@@ -252,7 +252,11 @@ class InteriorPainter:
         colour += tongue[..., None] * (look.tongue * tongue_shade[..., None] - colour)
 
         if self.teeth:
-            colour = self._teeth(colour, u - centre_u, v, edge_up, edge_low, gap, side, mid_gap, m, look)
+            # The teeth's midline is the lips' (off centre on a turned face): the far side's teeth
+            # are squeezed into its shorter half, the near side's spread over its longer one.
+            mid_u = float(upper[len(upper) // 2, 0])
+            across = (u - mid_u) * np.where(u > mid_u, half / max(corner_r - mid_u, 1.0), half / max(mid_u - corner_l, 1.0))
+            colour = self._teeth(colour, across, v, edge_up, edge_low, gap, side, mid_gap, m, look)
 
         if bank:
             own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m)
