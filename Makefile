@@ -38,8 +38,9 @@ demo: setup
 ui: setup
 	$(VENV)/bin/lipsync-ui
 
-# CPU benchmarks with targets: CLI answers (< 2 s), viseme end to end (>= 4x real time), SyncTalk2D
-# generation (>= 10x the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
+# CPU benchmarks with targets: CLI answers (< 2 s), viseme end to end (>= 10x real time from a
+# still, >= 3x from a video), SyncTalk2D generation (>= 10x the upstream loop).
+# tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
 # costs of the diffusion backends (slow on a CPU; run them by hand).
 bench: setup
 	@echo "[1/3] command-line answers (tools/bench_cli.py, under a minute)"

@@ -9,13 +9,17 @@ import soundfile
 from skimage import data
 
 from backends.viseme.idle import blink_curve, head_motion
-from backends.viseme.render import MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.bank import MouthBank
+from backends.viseme.generator import VisemeGenerator
+from backends.viseme.interior import MouthLook, sclera_pixels
+from backends.viseme.render import EyeRenderer, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MAX_GAP, MouthRig
 from backends.viseme.visemes import coarticulate, mouth_curves
 from lipsync import cli
 from lipsync.api import compose
-from lipsync.audio.phones import Phone, SpeechTrack
+from lipsync.audio.phones import Phone, PhonemeEncoder, SpeechTrack
 from lipsync.audio.signal import speech_envelope
+from lipsync.compose.masks import polygon_mask
 from lipsync.compose.warp import triangulate
 from lipsync.face import landmarks as lm
 from lipsync.face.mediapipe import MediaPipeFaceDetector
@@ -23,6 +27,7 @@ from lipsync.media.audio import load_audio
 from lipsync.media.video import VideoSource
 from lipsync.media.writer import VideoWriter
 from lipsync.pipeline import Pipeline
+from lipsync.protocol import Chunk, Face, Job
 from lipsync.progress import Reporter
 from tests.conftest import ROOT
 
@@ -38,6 +43,37 @@ def detector():
 @pytest.fixture(scope="module")
 def astronaut_mesh(detector):
     return detector.detect(data.astronaut())[0].landmarks
+
+
+def turned_astronaut() -> np.ndarray:
+    """The astronaut as a three-quarter view: the image-right half of the face squeezed, the left
+    widened (a perspective warp), in a cool light."""
+    image = data.astronaut()
+    src = np.float32([[120, 40], [340, 40], [340, 300], [120, 300]])
+    dst = np.float32([[100, 50], [300, 30], [300, 310], [100, 290]])
+    turned = cv2.warpPerspective(image, cv2.getPerspectiveTransform(src, dst), (512, 512), borderMode=cv2.BORDER_REFLECT)
+    return np.clip(turned * np.array([0.85, 0.95, 1.15]), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def faces(detector, astronaut_mesh):
+    turned = turned_astronaut()
+    return [(data.astronaut(), astronaut_mesh), (turned, detector.detect(turned)[0].landmarks)]
+
+
+def specks(out: np.ndarray, source: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Pixels of ``out`` outside ``allowed`` in an isolated dark or bright spot (up to 3x3 pixels:
+    darker than the whole ring of pixels two away by more than 30 levels of luma, or brighter),
+    where ``source`` has no such spot nearby."""
+    ring = np.ones((5, 5), bool)
+    ring[1:4, 1:4] = False
+
+    def spots(image):
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(luma, 2, mode="edge"), (5, 5))[..., ring]
+        return (luma < windows.min(axis=-1) - 30) | (luma > windows.max(axis=-1) + 30)
+    known = cv2.dilate(spots(source).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return spots(out) & ~known & ~allowed
 
 
 def track_of(phones: list[tuple[str, float, float]], duration: float, speech: float = 1.0) -> SpeechTrack:
@@ -144,8 +180,121 @@ def test_rendering_leaves_everything_above_the_nose_bit_exact(astronaut_mesh):
     assert np.abs(out.astype(int) - image).sum() > 0  # the mouth did change
     # The open mouth: light teeth under the upper lip, darkness behind them.
     x, y = np.round(astronaut_mesh[13, :2]).astype(int)
-    inside = out[y + 1: y + int(0.3 * rig.frame.mouth_width), x].mean(axis=1)
+    inside = out[y + 1: y + int(0.3 * rig.frame.mouth_width), x - 4: x + 5].mean(axis=(1, 2))  # a central incisor or two
     assert inside.max() > 170 and inside.min() < 90
+
+
+def test_no_specks_on_any_mouth_shape_or_blink(faces):
+    """Frame by frame over mouth shapes and blinks, front and three-quarter: nothing in the face
+    stands out from its neighbourhood that did not in the source, but for the open mouth itself."""
+    shapes = [(o, w, r) for o in (0.0, 0.05, 0.3, 0.7, 1.2) for w, r in ((0.0, 0.0), (0.4, 0.0), (-0.6, 0.9))]
+    for image, points in faces:
+        x0, y0 = np.floor(points[:, :2].min(axis=0)).astype(int) - 4
+        x1, y1 = np.ceil(points[:, :2].max(axis=0)).astype(int) + 4
+        face = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+        rig = MouthRig(points)
+        triangles = triangulate(rig.src)
+        source = closed_mouth_source(image, points)
+        look = MouthLook.of(image, points)
+        renderer, eyes = MouthRenderer(), EyeRenderer(points, image.shape)
+        for k, (open_, width, round_) in enumerate(shapes):
+            out = image.copy()
+            renderer.render(source, out, rig, triangles, look, open_, width, round_)
+            closed = [0.0, 0.5, 0.9, 1.0][k % 4]
+            eyes.render(image, out, closed)
+            # What may show its own bright or dark detail: the open mouth and the eyes' open part.
+            pose = rig.pose(open_, width, round_)
+            opened = [pose.cavity] if pose.opening >= 1.0 else []  # a shut mouth has no opening
+            for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+                up, low = points[list(upper), :2], points[list(lower), :2]
+                opened.append(np.concatenate([up + closed * (low - up), low[::-1]]))
+            opening = polygon_mask((0, 0, 512, 512), opened) > 0
+            opening = cv2.dilate(opening.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            found = specks(out[face], image[face], opening[face])
+            assert found.sum() == 0, (open_, width, round_, closed, np.argwhere(found)[:5])
+
+
+def test_teeth_take_their_white_from_the_sclera(faces):
+    """The brightest teeth are no brighter than the brightest sclera and at least half as bright,
+    and their colour (r/g, b/g) lies within the sclera's range, in a neutral and in a cool light."""
+    luma = np.array([0.299, 0.587, 0.114])
+    for image, points in faces:
+        sclera = sclera_pixels(image, points)
+        assert len(sclera) > 20
+        rig = MouthRig(points)
+        out = image.copy()
+        MouthRenderer().render(closed_mouth_source(image, points), out, rig, triangulate(rig.src),
+                               MouthLook.of(image, points), 1.0, 0.2, 0.0)
+        pose = rig.pose(1.0, 0.2, 0.0)
+        inside = polygon_mask((0, 0, 512, 512), [pose.cavity]) > 0.99
+        pixels = out[inside].astype(np.float64)
+        teeth = pixels[pixels @ luma >= np.percentile(pixels @ luma, 90)]
+        assert np.percentile(sclera @ luma, 99) + 2 >= (teeth @ luma).mean() >= 0.5 * np.median(sclera @ luma)
+        for a, b in ((0, 1), (2, 1)):
+            ratio = teeth[:, a].mean() / teeth[:, b].mean()
+            low, high = np.percentile(sclera[:, a] / np.maximum(sclera[:, b], 1), [5, 95])
+            assert low - 0.03 <= ratio <= high + 0.03, (a, ratio, low, high)
+
+
+def test_no_colour_cast_in_a_black_and_white_photo(astronaut_mesh):
+    grey = np.repeat(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    look = MouthLook.of(grey, astronaut_mesh)
+    for name in ("cavity", "tongue", "teeth", "gum", "mucosa"):
+        colour = getattr(look, name)
+        assert colour.max() - colour.min() < 2.0, (name, colour)
+
+
+def test_mouth_bank_keeps_only_open_large_frontal_mouths_in_fixed_memory(detector, astronaut_mesh):
+    image = data.astronaut()
+    bank = MouthBank()
+    size = bank.patches.nbytes
+    assert not bank and bank.add(image, astronaut_mesh) and bank.filled == 1
+    closed = closed_mouth_source(image, astronaut_mesh)
+    assert not MouthBank().add(closed, detector.detect(closed)[0].landmarks)  # nothing to see inside
+    turned = astronaut_mesh.copy()
+    turned[lm.MOUTH_CORNERS[1], 2] += 0.8 * MouthRig(astronaut_mesh).frame.mouth_width
+    assert not MouthBank().add(image, turned)  # a profile
+    small = astronaut_mesh.copy()
+    small[:, :2] *= 0.5
+    assert not MouthBank().add(cv2.resize(image, (256, 256)), small)  # too small a mouth
+    for shift in range(30):
+        moved = astronaut_mesh.copy()
+        moved[:, 0] += shift
+        bank.add(np.roll(image, shift, axis=1), moved)
+    assert bank.patches.nbytes == size and bank.filled == 1
+
+
+def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
+    """At the source's own opening, the bank's inside matches the source's real mouth far better
+    than the drawn one does."""
+    image = data.astronaut()
+    rig = MouthRig(astronaut_mesh)
+    open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
+    source, triangles = closed_mouth_source(image, astronaut_mesh), triangulate(rig.src)
+    look = MouthLook.of(image, astronaut_mesh)
+    inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
+    errors = []
+    for bank in (None, MouthBank()):
+        if bank is not None:
+            bank.add(image, astronaut_mesh)
+            bank.shown = 100  # past the fade-in
+        out = image.copy()
+        MouthRenderer().render(source, out, rig, triangles, look, open_, 0.0, 0.0, bank)
+        errors.append(np.abs(out[inside].astype(float) - image[inside]).mean())
+    assert errors[1] < 0.5 * errors[0], errors
+
+
+def test_video_that_never_opens_its_mouth_is_drawn_with_a_note(detector, astronaut_mesh):
+    closed = closed_mouth_source(data.astronaut(), astronaut_mesh)
+    mesh = detector.detect(closed)[0].landmarks
+    face = Face(np.array([0, 0, 512, 512]), 1.0, lm.to_5(mesh), mesh, lm.SCHEME)
+    reporter = Reporter(quiet=True)
+    job = Job(num_frames=4, fps=25.0, audio=np.zeros(6400, np.float32), sample_rate=16000,
+              features=track_of([("AA", 0.0, 0.16)], 0.16), source="video", reporter=reporter)
+    generator = VisemeGenerator()
+    frames = list(generator._video(job, [Chunk(0, 4, np.repeat(closed[None], 4, axis=0), [face] * 4)], generator.curves(job)))
+    assert frames[0].shape == (4, 512, 512, 3)
+    assert any("never shows its mouth open" in w for w in reporter.warnings)
 
 
 def test_idle_motion():
@@ -176,6 +325,12 @@ def test_still_portrait_mouth_follows_speech_and_upper_face_is_kept(tmp_path, de
     assert quiet.sum() > 20
     assert opening[quiet].max() < 0.06
     assert np.percentile(opening[envelope > 0.5], 75) > 0.12
+    # Lips meet on m, b, p ("demo", "made", "plain", "computer", "pause") and part on open vowels.
+    phones = PhonemeEncoder().encode(load_audio(SPEECH), 16000, TRANSCRIPT).phones
+    at = lambda labels: np.array([opening[int(round(12.5 * (p.start + p.end)))] for p in phones if p.label in labels])  # noqa: E731
+    bilabial, vowel = at({"M", "B", "P"}), at({"AA", "AE", "AH", "AO", "AW", "AY"})
+    assert len(bilabial) >= 5 and len(vowel) >= 5
+    assert np.median(bilabial) < 0.5 * np.median(vowel) and np.percentile(bilabial, 80) < 0.08, (bilabial, vowel)
     # Above the nose nothing changes but for the codec's noise: the frames differ from the source
     # as much as the still encoded alone does, and not at all from one frame to the next.
     image = data.astronaut()

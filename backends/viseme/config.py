@@ -17,6 +17,7 @@ class VisemeConfig(BackendConfig):
     blink_rate: float = 15.0  # blinks per minute on a still portrait (0 = none)
     head_motion: float = 1.0  # head sway on a still portrait (1 = natural, 0 = none)
     teeth: bool = True  # paint teeth in the open mouth
+    own_mouth: bool = True  # video: draw the inside of the mouth from the video's own open-mouth frames
     fps: float = 25.0  # frames rendered per second (output.fps must be a multiple)
     chunk_size: int = 25
 

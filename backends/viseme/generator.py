@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from backends.viseme.bank import MouthBank
 from backends.viseme.idle import blink_curve, head_motion
-from backends.viseme.render import EyeRenderer, HeadMover, MouthLook, MouthRenderer, closed_mouth_source
+from backends.viseme.interior import MouthLook
+from backends.viseme.render import EyeRenderer, HeadMover, MouthCache, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MouthRig
 from backends.viseme.visemes import MouthCurves, mouth_curves
 from lipsync.audio.phones import SpeechTrack
+from lipsync.compose.blend import paste
 from lipsync.compose.warp import triangulate
 from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 
-# How fast the mouth's colours follow a video (per frame): steady against landmark noise.
-LOOK_FOLLOW = 0.15
+# How fast the mouth's colours follow a video (per reading, one every LOOK_EVERY frames): steady
+# against landmark noise, and light changes slowly.
+LOOK_FOLLOW = 0.3
+LOOK_EVERY = 4
 
 
 class VisemeGenerator(Generator):
@@ -38,6 +44,7 @@ class VisemeGenerator(Generator):
         blink_rate: float = 15.0,
         head_motion: float = 1.0,
         teeth: bool = True,
+        own_mouth: bool = True,
         fps: float = 25.0,
         chunk_size: int = 25,
     ):
@@ -47,6 +54,7 @@ class VisemeGenerator(Generator):
         self.head_motion = float(head_motion)
         self.fps = float(fps)
         self.chunk_size = int(chunk_size)
+        self.own_mouth = bool(own_mouth)
         self.mouth = MouthRenderer(teeth=bool(teeth))
 
     def requirements(self) -> Requirements:
@@ -67,7 +75,7 @@ class VisemeGenerator(Generator):
 
     def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
         curves = self.curves(job)
-        frames = self._still(job, chunks, curves) if job.source == "image" else self._video(chunks, curves)
+        frames = self._still(job, chunks, curves) if job.source == "image" else self._video(job, chunks, curves)
         # Render the next chunk while the core encodes this one (the encoder releases the GIL).
         yield from ahead(frames)
 
@@ -82,16 +90,18 @@ class VisemeGenerator(Generator):
         look = MouthLook.of(image, points)
         times = np.arange(job.num_frames) / job.fps
         blinks = blink_curve(times, self.blink_rate, job.seed)
-        eyes = EyeRenderer(points) if blinks.any() else None
+        eyes = EyeRenderer(points, image.shape) if blinks.any() else None
         head = HeadMover(points, image.shape) if self.head_motion > 0 else None
         motion = head_motion(times, self.head_motion, job.seed, loudness=np.clip(curves.open, 0, 1)) if head else None
+        cache = MouthCache()
+        draw = partial(self.mouth.patch, source, rig, triangles, look)
         for chunk in chunks:
             out = np.empty((len(chunk),) + image.shape, np.uint8)
             for k in range(len(chunk)):
                 i = chunk.start + k
                 frame = out[k]
                 frame[...] = image
-                self.mouth.render(source, frame, rig, triangles, look, curves.open[i], curves.width[i], curves.round[i])
+                paste(frame, *cache.get(draw, curves.open[i], curves.width[i], curves.round[i]))
                 if eyes is not None:
                     eyes.render(image, frame, float(blinks[i]))
                 if head is not None:
@@ -100,8 +110,9 @@ class VisemeGenerator(Generator):
 
     # -- a video ---------------------------------------------------------------------------------
 
-    def _video(self, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
+    def _video(self, job: Job, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
         look: MouthLook | None = None
+        bank = MouthBank() if self.own_mouth else None
         for chunk in chunks:
             out = np.array(chunk.frames, dtype=np.uint8, copy=True)
             for k, face in enumerate(chunk.faces):
@@ -110,14 +121,20 @@ class VisemeGenerator(Generator):
                     continue  # no face here: the frame passes through (the core counts it)
                 i = chunk.start + k
                 frame = chunk.frames[k]
-                seen = MouthLook.of(frame, points)
-                look = seen if look is None else _follow(look, seen)
+                if bank is not None:
+                    bank.add(frame, points)
+                if look is None or i % LOOK_EVERY == 0:
+                    seen = MouthLook.of(frame, points)
+                    look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
                 rig = MouthRig(points)
                 # The warp reads the frame before it writes it, so the frame can be its own source.
                 source = closed_mouth_source(out[k], points, copy=False)
                 self.mouth.render(source, out[k], rig, triangulate(rig.src), look,
-                                  curves.open[i], curves.width[i], curves.round[i])
+                                  curves.open[i], curves.width[i], curves.round[i], bank)
             yield out
+        if bank is not None and not bank and job.reporter is not None:
+            job.reporter.warn("the video never shows its mouth open, large and frontal enough to borrow its own "
+                              "teeth from: the inside of the mouth is drawn")
 
 
 def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -174,8 +191,3 @@ def _mesh(face: Face | None, still: bool) -> np.ndarray | None:
             raise InputError("the face in the image is too small or unclear to fit a face mesh; give a larger, frontal portrait")
         return None
     return face.landmarks
-
-
-def _follow(old: MouthLook, new: MouthLook) -> MouthLook:
-    """``old`` moved a step toward ``new`` (exponential smoothing of the colours)."""
-    return MouthLook(*(a + LOOK_FOLLOW * (b - a) for a, b in ((old.cavity, new.cavity), (old.tongue, new.tongue), (old.teeth, new.teeth))))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipsync.compose.masks import smoothstep
+from lipsync.compose.warp import region
 from lipsync.face import landmarks as lm
 
 JAW_SHARE = 0.75  # of a change of lip gap, the part the lower lip (and jaw) takes
@@ -108,6 +109,34 @@ class MouthRig:
         self.src = self.frame.image(self.control_local)
         self._slot = {int(index): k for k, index in enumerate(ids)}
         self._inner_half = 0.5 * abs(local[_LOWER_INNER[-1], 0] - local[_LOWER_INNER[0], 0])
+        self._lip_follow()
+
+    def _lip_follow(self) -> None:
+        """How each mesh point off the lip rings follows the rings: a Gaussian-weighted mean of the
+        nearest lip's moves (upper lip above the mouth line, lower below), fading with distance.
+        So the skin around the lips and the lip's own middle rows stretch with them instead of
+        staying behind (a torn, saw-toothed lip border)."""
+        m = self.frame.mouth_width
+        mesh = self.control_local[: len(self.ids)]
+        self._lip_slots = np.array([self._slot[int(i)] for i in _LIPS])
+        rest = np.setdiff1d(np.arange(len(self.ids)), self._lip_slots)
+        lips = mesh[self._lip_slots]
+        upper_ids = set(map(int, np.concatenate([_UPPER_INNER, _UPPER_OUTER])))
+        lower_ids = set(map(int, np.concatenate([_LOWER_INNER, _LOWER_OUTER])))
+        in_upper = np.array([int(i) in upper_ids for i in _LIPS])
+        in_lower = np.array([int(i) in lower_ids for i in _LIPS])
+        upper_in, lower_in = self.local[_UPPER_INNER], self.local[_LOWER_INNER]
+        seam = np.interp(mesh[rest, 0], upper_in[:, 0], 0.5 * (upper_in[:, 1] + lower_in[:, 1]))
+        above = mesh[rest, 1] < seam
+        side = np.where(above[:, None], in_upper[None, :], in_lower[None, :])
+        distance2 = ((mesh[rest, None, :] - lips[None, :, :]) ** 2).sum(axis=-1)
+        sigma2 = (0.09 * m) ** 2
+        kernel = np.exp(-0.5 * distance2 / sigma2) * side * (distance2 < 9.0 * sigma2)  # none beyond 3 sigma
+        self._follow_slots = rest
+        # Nothing moves at the nose: the pull fades out up the philtrum.
+        nose, lip_top = self.local[lm.NOSE_TIP, 1], self.local[_UPPER_OUTER, 1].min()
+        self._follow_reach = kernel.max(axis=1) * smoothstep(nose + 0.1 * (lip_top - nose), lip_top, mesh[rest, 1])
+        self._follow_weights = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
 
     def source_gap(self) -> np.ndarray:
         """Gap between the inner lips, column by column (corner to corner), in pixels."""
@@ -149,8 +178,10 @@ class MouthRig:
         # Corners drop a little as the jaw opens.
         for index in (*lm.MOUTH_CORNERS, _UPPER_INNER[0], _UPPER_INNER[-1]):
             delta[slot[int(index)], 1] = 0.3 * max(jaw, 0.0)
-        lips = np.array([slot[int(i)] for i in _LIPS])
+        lips = self._lip_slots
         delta[lips, 0] = (scale - 1.0) * mesh[lips, 0]
+        rest, reach = self._follow_slots, self._follow_reach[:, None]
+        delta[rest] = reach * (self._follow_weights @ delta[lips]) + (1.0 - reach) * delta[rest]
 
         dst_local = local + delta
         dst = f.image(dst_local)
@@ -161,31 +192,52 @@ class MouthRig:
 
 
 class EyeRig:
-    """One eye's lids: a blink lowers the upper lid onto the lower one, dragging the skin under the
-    brow partway, while the lower lid and everything around stay put."""
+    """One eye's blink as a smooth backward map: the upper lid slides down over the eyeball onto the
+    lower lid, the skin between it and the brow stretching after it; the eyeball it uncovers (the
+    part still open) is read where it was, the lower lid and everything beyond the corners stay.
 
-    def __init__(self, points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]):
+    Column by column along the eye's axis, so there are no triangles to squash: a closed eye has
+    no sliver of sclera left to fetch from (the bright specks along the lower lid)."""
+
+    def __init__(self, points: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...], shape: tuple[int, ...]):
         points = np.asarray(points, np.float64)[:, :2]
-        self.upper = points[list(upper)]
-        self.lower = points[list(lower)]
-        contour = np.concatenate([self.upper, self.lower[1:-1]])
-        centre = contour.mean(axis=0)
-        axis = self.upper[-1] - self.upper[0]
+        upper_pts, lower_pts = points[list(upper)], points[list(lower)]
+        axis = upper_pts[-1] - upper_pts[0]
         length = max(float(np.linalg.norm(axis)), 1.0)
-        ex = axis / length
-        ey = np.array([-ex[1], ex[0]])
-        if np.dot(self.lower.mean(axis=0) - self.upper.mean(axis=0), ey) < 0:
-            ey = -ey  # "down" is from the upper lid toward the lower
-        # A ring above the upper lid (the skin that follows it partway) and fixed anchors around.
-        self.skin = self.upper[1:-1] - 0.22 * length * ey
-        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
-        self.anchors = centre + 0.95 * length * (np.cos(angles)[:, None] * ex + 0.75 * np.sin(angles)[:, None] * ey)
-        self.src = np.concatenate([self.upper, self.lower[1:-1], self.skin, self.anchors])
+        self.ex = axis / length
+        self.ey = np.array([-self.ex[1], self.ex[0]])
+        if np.dot(lower_pts.mean(axis=0) - upper_pts.mean(axis=0), self.ey) < 0:
+            self.ey = -self.ey  # "down" is from the upper lid toward the lower
+        self.origin = 0.5 * (upper_pts[0] + upper_pts[-1])
+        to_local = lambda p: np.stack([(p - self.origin) @ self.ex, (p - self.origin) @ self.ey], axis=-1)  # noqa: E731
+        up, low = to_local(upper_pts), to_local(lower_pts)
+        lift = 0.45 * length  # the stretched skin reaches this far above the lid
+        corners = np.array([min(up[0, 0], up[-1, 0]), max(up[0, 0], up[-1, 0])])
 
-    def pose(self, closed: float) -> np.ndarray:
-        """Target positions of ``src`` at ``closed`` in [0, 1]."""
+        top = self.origin + self.ey * (up[:, 1].min() - lift - 2)
+        ring = np.array([self.origin + self.ex * (corners[0] - 2), self.origin + self.ex * (corners[1] + 2),
+                         top + self.ex * corners[0], top + self.ex * corners[1]])
+        self.box = region(np.concatenate([ring, upper_pts, lower_pts]), shape, margin=2)
+        x0, y0, x1, y1 = self.box
+        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float64), np.arange(y0, y1, dtype=np.float64))
+        local = to_local(np.stack([xs, ys], axis=-1))
+        self.u, self.v = local[..., 0], local[..., 1]
+        order_up, order_low = np.argsort(up[:, 0]), np.argsort(low[:, 0])
+        self.lid = np.interp(self.u, up[order_up, 0], up[order_up, 1])
+        self.floor = np.interp(self.u, low[order_low, 0], low[order_low, 1])
+        self.top = self.lid - lift * np.clip(1 - ((self.u - corners.mean()) / (0.5 * (corners[1] - corners[0]) + 1e-6)) ** 2, 0, 1)
+        self.inside = (self.u > corners[0]) & (self.u < corners[1]) & (self.v > self.top - 1) & (self.v < self.floor + 1)
+
+    def maps(self, closed: float) -> tuple[np.ndarray, np.ndarray]:
+        """Backward maps (float32, the box's size) at ``closed`` in [0, 1]."""
         closed = float(np.clip(closed, 0.0, 1.0))
-        drop = closed * (self.lower[1:-1] - self.upper[1:-1])
-        upper = self.upper.copy()
-        upper[1:-1] += drop
-        return np.concatenate([upper, self.lower[1:-1], self.skin + 0.45 * drop, self.anchors])
+        new_lid = self.lid + closed * (self.floor - self.lid)
+        # Above the new lid: the skin from the top down to the old lid, stretched over more rows.
+        span = np.maximum(new_lid - self.top, 1e-6)
+        skin = self.top + (self.v - self.top) * (self.lid - self.top) / span
+        # Across the lid's edge, a pixel's worth of blend between the lid and the eyeball it covers.
+        cover = np.clip(new_lid - self.v + 0.5, 0.0, 1.0)
+        source_v = np.where(self.v < self.top, self.v, cover * skin + (1 - cover) * self.v)
+        source_v = np.where(self.inside, source_v, self.v)
+        points = self.origin + self.u[..., None] * self.ex + source_v[..., None] * self.ey
+        return points[..., 0].astype(np.float32), points[..., 1].astype(np.float32)

@@ -69,8 +69,12 @@ def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray
     chosen = affine[labels[inside] - 1]  # (P, 2, 3)
     px, py = grid_x[inside].astype(np.float64), grid_y[inside].astype(np.float64)
     map_x, map_y = grid_x.copy(), grid_y.copy()
-    map_x[inside] = chosen[:, 0, 0] * px + chosen[:, 0, 1] * py + chosen[:, 0, 2]
-    map_y[inside] = chosen[:, 1, 0] * px + chosen[:, 1, 1] * py + chosen[:, 1, 2]
+    # A pixel reads from within its source triangle: a sliver triangle (lips pressed shut) has a
+    # near-singular inverse that would otherwise fetch a speck from far away.
+    lo, hi = corners_src.min(axis=1) - 0.5, corners_src.max(axis=1) + 0.5
+    which = labels[inside] - 1
+    map_x[inside] = np.clip(chosen[:, 0, 0] * px + chosen[:, 0, 1] * py + chosen[:, 0, 2], lo[which, 0], hi[which, 0])
+    map_y[inside] = np.clip(chosen[:, 1, 0] * px + chosen[:, 1, 1] * py + chosen[:, 1, 2], lo[which, 1], hi[which, 1])
     return map_x, map_y
 
 
