@@ -21,7 +21,8 @@ from lipsync.errors import InputError
 class VideoWriter:
     """Write RGB uint8 frame chunks and, optionally, a sound track to ``path``.
 
-    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``.
+    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``; it is read
+    block by block as the frames advance, not copied (a long clip's sound is held once).
     Use as a context manager: leaving with an exception discards the temporary file.
     """
 
@@ -54,8 +55,7 @@ class VideoWriter:
         self._audio_stream = None
         self._audio_done = 0
         if audio is not None and len(audio):
-            samples = audio if audio.ndim == 2 else audio[:, None]
-            self._audio = np.ascontiguousarray(samples.clip(-1, 1), dtype=np.float32)
+            self._audio = np.asarray(audio if audio.ndim == 2 else audio[:, None], dtype=np.float32)
             self._rate = int(sample_rate)
             layout = "stereo" if self._audio.shape[1] == 2 else "mono"
             self._audio_stream = self._container.add_stream("aac", rate=self._rate, layout=layout)
@@ -120,7 +120,7 @@ class VideoWriter:
         block = 1024 * 16
         while self._audio_done < end:
             stop = min(end, self._audio_done + block)
-            chunk = self._audio[self._audio_done:stop]
+            chunk = self._audio[self._audio_done:stop].clip(-1, 1)  # a copy of one block: the caller's array is untouched
             frame = av.AudioFrame.from_ndarray(
                 chunk.reshape(1, -1), format="flt", layout="stereo" if chunk.shape[1] == 2 else "mono"
             )
