@@ -250,19 +250,28 @@ def pipeline(fx: Fixture) -> dict:
 
 
 def _pipeline_settings(fx: Fixture) -> tuple[dict, dict]:
-    """``(inference, sonic.yaml)`` of a pipeline fixture; raises for upstream settings the
-    generator does not implement (it would silently compute something else)."""
+    """``(inference, settings)`` of a pipeline fixture: sonic.yaml's values, overridden by the
+    keyword arguments the pipeline was called with where the fixture records them. Raises for
+    upstream settings the generator does not implement (it would silently compute something else)."""
     from backends.sonic.audio import STATES_PER_UNIT, TOKEN_WINDOW
     from backends.sonic.generator import FPS
 
     inference = fx.config["inference"]
-    yaml = {**inference.get("sonic_yaml_unchanged", {}), **inference.get("sonic_yaml_overrides", {})}
+    called = inference.get("pipeline_kwargs_as_called", {})
+    settings = {**inference.get("sonic_yaml_unchanged", {}), **inference.get("sonic_yaml_overrides", {})}
+    renamed = {"num_inference_steps": "inference_steps", "frames_per_batch": "n_sample_frames",
+               "min_guidance_scale1": "min_appearance_guidance_scale", "max_guidance_scale1": "max_appearance_guidance_scale",
+               "min_guidance_scale2": "audio_guidance_scale", "motion_bucket_scale": "dynamic_scale"}
+    settings.update({k: inference[k] for k in ("inference_steps", "dynamic_scale") if k in inference})
+    settings.update({renamed.get(k, k): v for k, v in called.items() if k not in ("height", "width", "num_frames")})
+    if called.get("max_guidance_scale2", settings["audio_guidance_scale"]) != settings["audio_guidance_scale"]:
+        raise ValueError("fixture ramps the audio guidance; the generator keeps it constant (as sonic.py does)")
     fixed = {"fps": FPS, "step": TOKEN_WINDOW.stride // STATES_PER_UNIT, "noise_aug_strength": 0.0,
              "i2i_noise_strength": 1.0, "use_interframe": False}
     for name, value in fixed.items():
-        if name in yaml and yaml[name] != value:
-            raise ValueError(f"fixture runs sonic.yaml {name}={yaml[name]!r}; the generator implements {value!r}")
-    return inference, yaml
+        if name in settings and settings[name] != value:
+            raise ValueError(f"fixture runs sonic {name}={settings[name]!r}; the generator implements {value!r}")
+    return inference, settings
 
 
 def _pipeline_networks(fx: Fixture, folder: Path):
@@ -277,7 +286,7 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet, encoder_state_dict
 
     cfg = fx.config
-    inference, yaml = _pipeline_settings(fx)
+    inference, settings = _pipeline_settings(fx)
     vae_args = set(inspect.signature(AutoencoderKLTemporalDecoder.__init__).parameters)
     clip_args = set(CLIPVisionConfig().to_dict())
     architectures = {
@@ -299,21 +308,21 @@ def _pipeline_networks(fx: Fixture, folder: Path):
         Path(configs[f"{name}_config"]).write_text(json.dumps(architecture))
     _, adapter_scale = _adapter_args(cfg)
     generator = SonicGenerator(
-        steps=int(inference["inference_steps"]),
-        audio_guidance=float(yaml["audio_guidance_scale"]),
-        image_guidance=float(yaml["min_appearance_guidance_scale"]),
-        image_guidance_end=float(yaml["max_appearance_guidance_scale"]),
-        dynamic_scale=float(inference["dynamic_scale"]),
+        steps=int(settings["inference_steps"]),
+        audio_guidance=float(settings["audio_guidance_scale"]),
+        image_guidance=float(settings["min_appearance_guidance_scale"]),
+        image_guidance_end=float(settings["max_appearance_guidance_scale"]),
+        dynamic_scale=float(settings["dynamic_scale"]),
         min_resolution=int(inference["min_resolution"]),
         crop=bool(inference["crop"]),
         expand_ratio=float(inference["expand_ratio"]),
         max_upscale=float("inf"),  # upstream enlarges any crop
-        face_area=float(yaml["area"]),
-        frames_per_batch=int(yaml["n_sample_frames"]),
-        overlap=int(yaml["overlap"]),
-        shift_offset=int(yaml["shift_offset"]),
-        decode_chunk_size=int(yaml["decode_chunk_size"]),
-        audio_adapter_scale=float(yaml.get("ip_audio_scale", adapter_scale)),
+        face_area=float(settings["area"]),
+        frames_per_batch=int(settings["n_sample_frames"]),
+        overlap=int(settings["overlap"]),
+        shift_offset=int(settings["shift_offset"]),
+        decode_chunk_size=int(settings["decode_chunk_size"]),
+        audio_adapter_scale=float(settings.get("ip_audio_scale", adapter_scale)),
         half=False,
         checkpoints=checkpoints,
         **configs,
@@ -332,13 +341,13 @@ def _run_pipeline(fx: Fixture, generator, encoder) -> dict:
     from backends.sonic.generator import FPS
     from lipsync.protocol import Chunk, Face, Job
 
-    inference, yaml = _pipeline_settings(fx)
+    inference, settings = _pipeline_settings(fx)
     i = fx.inputs
     image, audio = i["image"].numpy(), i["audio"].numpy()
     units = audio_units(len(audio))
-    if units > int(yaml.get("frame_num", units)):
-        raise ValueError(f"fixture audio is longer than sonic.yaml frame_num={yaml['frame_num']} units")
-    num_frames = units // int(yaml["step"])
+    if units > int(settings.get("frame_num", units)):
+        raise ValueError(f"fixture audio is longer than sonic.yaml frame_num={settings['frame_num']} units")
+    num_frames = units // int(settings["step"])
     x, y, w, h = (float(v) for v in i["face_box_xywh"])
     face = Face(box=np.array([x, y, x + w, y + h]), score=1.0, kps=np.zeros((5, 2)))
     noise = i["noise"]
@@ -394,6 +403,9 @@ def _run_pipeline(fx: Fixture, generator, encoder) -> dict:
             hook.remove()
 
     framing = rec["framing"]
+    called = inference.get("pipeline_kwargs_as_called", {})
+    if "width" in called and framing.size != (int(called["width"]), int(called["height"])):
+        raise AssertionError(f"the generator works at {framing.size}; upstream at {(called['width'], called['height'])}")
     hidden = torch.cat([s.transpose(1, 2) for s in rec["states"]], dim=1)[:, :STATES_PER_UNIT * units]
     tokens, uncond = _tokens_per_frame(rec["unet"], generator.settings, num_frames)
     video = torch.cat(rec["video"]).permute(1, 0, 2, 3)[None]
