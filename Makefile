@@ -25,7 +25,8 @@ demo: setup
 
 # CPU benchmarks with targets: viseme end to end (>= 4x real time), SyncTalk2D generation (>= 10x
 # the upstream loop). tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
-# costs of the diffusion backends (slow on a CPU; run them by hand).
+# costs of the diffusion backends, tools/bench_memory.py every backend's peak memory against clip
+# length (slow on a CPU; run them by hand).
 bench: setup
 	$(PY) tools/bench.py
 	$(PY) tools/bench_synctalk2d.py

@@ -3,9 +3,9 @@
 
     python tools/bench_memory.py [--minutes 1 2 4] [--backends viseme sonic latentsync synctalk2d] [--jobs 1]
 
-Each run is a fresh process that builds the backend's ``Pipeline`` (the networks are small random
-ones of the published classes, written as checkpoint files and loaded through the backend's
-options, as the tests do), loads it, and runs it on speech of the given length (assets/speech.wav
+Each run is a fresh process that builds the backend's ``Pipeline`` (random networks of the
+published classes, written as checkpoint files and loaded through the backend's options as the
+tests do: tiny for the diffusion backends, SyncTalk2D's U-Net at its published size), loads it, and runs it on speech of the given length (assets/speech.wav
 repeated, as a 48 kHz stereo file: the sound track's copy is what a user's file costs). It prints
 the resident memory after loading and at the peak, and the growth of the peak per minute of audio
 (least squares over the lengths). A backend whose memory is bounded by the chunk should show a
@@ -26,7 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("viseme", "sonic", "latentsync", "synctalk2d")
-SYNCTALK2D_CHANNELS = (8, 16, 32, 64, 128)  # UNet328 widths; the published ones are 4x these
 
 
 def prepare(folder: Path, minutes: list[float]) -> dict:
@@ -34,11 +33,10 @@ def prepare(folder: Path, minutes: list[float]) -> dict:
     import numpy as np
     import soundfile
     import soxr
-    import torch
 
     sys.path.insert(0, str(ROOT))
     from tests import sonic_tiny
-    from tests.synctalk2d_data import make_ave, make_person
+    from tests.synctalk2d_data import make_ave, make_person, make_unet
     from tests.test_latentsync_pipeline import face_clip, tiny_files
 
     speech, rate = soundfile.read(ROOT / "assets" / "speech.wav", dtype="float32")
@@ -55,12 +53,7 @@ def prepare(folder: Path, minutes: list[float]) -> dict:
     sonic_options.update({"steps": 1, "min_resolution": 64, "interpolator": "linear"})
     face_clip(folder / "face.mp4", frames=20)
     latentsync_options = {**tiny_files(folder / "latentsync"), "backend.steps": 1}
-
-    from backends.synctalk2d.checkpoint import UNET_FORMAT, save_checkpoint
-    from backends.synctalk2d.networks import UNet328
-
-    torch.manual_seed(0)
-    unet = save_checkpoint(folder / "synctalk2d_unet.pth", UNet328(6, "ave", SYNCTALK2D_CHANNELS), UNET_FORMAT, epoch=1)
+    unet = make_unet(folder / "synctalk2d_unet.pth")  # random, at the published size (as the tests use it)
     synctalk2d_options = {"audio_encoder.checkpoint": str(make_ave(folder / "ave.pth")),
                           "person": str(make_person(folder / "person", frames=5)), "checkpoint": str(unet)}
     return {
@@ -148,13 +141,16 @@ def main() -> int:
                     "output": str(folder / f"{backend}_{length:g}.mp4")}
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, env=env)
             if out.returncode:
-                raise RuntimeError(f"{backend} {length:g} min failed:\n{out.stderr[-2000:]}")
+                print(f"{backend} {length:g} min failed:\n{out.stderr[-2000:]}", file=sys.stderr, flush=True)
+                return None
             row = {**json.loads(out.stdout.strip().splitlines()[-1]), "minutes": length}
             print(json.dumps(row), flush=True)
             return row
 
         with ThreadPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(lambda run: measure(*run), [(b, m) for b in args.backends for m in args.minutes]))
+    failed = rows.count(None)
+    rows = [row for row in rows if row is not None]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{cpu_name()}, {os.cpu_count()} cores, load average {load:.1f}, {args.threads} thread(s) per run")
     print(f"{'backend':<12}{'holds clip':>11}{'audio min':>10}{'frames':>8}{'loaded MB':>11}{'peak MB':>9}{'wall s':>8}")
@@ -166,7 +162,7 @@ def main() -> int:
         mine = [(r["minutes"], r["peak_mb"]) for r in rows if r["backend"] == backend]
         if len(mine) >= 2:
             print(f"{backend}: peak memory grows {slope(mine):.1f} MB per minute of audio")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
