@@ -40,8 +40,9 @@ ui: setup
 
 # CPU benchmarks with targets: CLI answers (< 2 s), viseme end to end (>= 10x real time from a
 # still, >= 3x from a video), SyncTalk2D generation (>= 10x the upstream loop).
-# tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step
-# costs of the diffusion backends (slow on a CPU; run them by hand).
+# tools/bench_sonic.py and tools/bench_latentsync.py measure memory and step costs of the diffusion
+# backends, tools/bench_memory.py every backend's peak memory against clip length (slow on a CPU;
+# run them by hand).
 bench: setup
 	@echo "[1/3] command-line answers (tools/bench_cli.py, under a minute)"
 	$(PY) -u tools/bench_cli.py

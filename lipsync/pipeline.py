@@ -5,7 +5,9 @@
 A ``Pipeline`` is built once from a composed config (CLI or ``lipsync.load``) and can run many
 jobs. Everything is checked before heavy work starts (inputs exist, the backend accepts this kind
 of source, its checkpoints are present); frames then stream chunk by chunk, so memory is bounded
-by the chunk whatever the input length. The output appears at its destination only when complete.
+by the chunk whatever the input length (plus, for a backend that declares ``holds_clip``, its
+per-frame state for the clip). The audio is held once at its own rate (for the sound track) and
+once at the models' rate. The output appears at its destination only when complete.
 """
 from __future__ import annotations
 

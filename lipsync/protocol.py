@@ -4,7 +4,9 @@ The core owns all I/O: it decodes the user's media, detects and tracks the face,
 audio, and writes the result. A backend sees only what it declared in ``Requirements``: a ``Job``
 once per run (audio and its features, the still image and its face for image sources) and then
 ``Chunk`` after ``Chunk`` of source frames with their tracked faces. It yields output frames chunk
-by chunk, so memory is bounded by the chunk whatever the input length.
+by chunk, so memory is bounded by the chunk whatever the input length, unless the backend declares
+``holds_clip`` (a model that generates every frame jointly, e.g. Sonic's sampler, whose windows wrap
+around the clip): then its state for the whole clip is held, though never the clip's pixels.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class Requirements:
     resumable: the source kinds for which each chunk's frames depend only on the job and that
         chunk (one output frame per chunk frame, no state carried over), so an interrupted run
         can restart at any chunk with ``resume=true`` and give the same result.
+    holds_clip: whether it holds per-frame state for the whole clip (e.g. latents) while it runs,
+        so its memory grows with the clip's length; False: bounded by the chunk.
     """
 
     source: Source = "any"
@@ -42,6 +46,7 @@ class Requirements:
     resolution: int | None = None
     chunk_size: int = 16
     resumable: tuple[Source, ...] = ()
+    holds_clip: bool = False
 
 
 @dataclass

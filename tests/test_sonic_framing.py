@@ -33,12 +33,3 @@ def test_a_face_too_small_for_the_resolution_is_refused():
     small = Face(box=np.array([200.0, 100.0, 230.0, 130.0]), score=1.0, kps=np.zeros((5, 2)))
     with pytest.raises(InputError, match=r"face crop is only 60x60 px .* lower backend.min_resolution"):
         SonicGenerator(min_resolution=512).frame(astronaut(), small)
-
-
-def test_audio_shorter_than_one_window_is_refused():
-    from lipsync.protocol import Job
-
-    job = Job(num_frames=20, fps=12.5, audio=np.zeros(25600, np.float32), sample_rate=16000,
-              source="image", image=astronaut(), face=FACE)
-    with pytest.raises(InputError, match=r"audio lasts 1.60 s .* at least 2.0 s of speech"):
-        next(SonicGenerator().generate(job, iter(())))

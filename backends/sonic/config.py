@@ -17,6 +17,7 @@ class SonicConfig(BackendConfig):
     steps: int = 25
     audio_guidance: float = 7.5  # pull toward the audio (image+audio vs image only)
     image_guidance: float = 2.0  # pull toward the portrait (image vs nothing)
+    image_guidance_end: Optional[float] = None  # at the last step, linear from image_guidance (null: constant)
     dynamic_scale: float = 1.0  # scales the predicted motion buckets: more or less head motion
     min_resolution: int = 512  # shorter side of the generated video (rounded to a multiple of 64)
     crop: bool = True  # animate a square crop around the face instead of the whole photo
@@ -39,6 +40,7 @@ class SonicConfig(BackendConfig):
     image_encoder_config: Optional[str] = None
     audio2token_config: Optional[str] = None
     audio2bucket_config: Optional[str] = None
+    scheduler_config: Optional[str] = None  # a diffusers scheduler_config.json overriding SVD-xt's
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {f"sonic.{name}": self.checkpoints.get(name) for name in CHECKPOINTS}
@@ -47,6 +49,8 @@ class SonicConfig(BackendConfig):
         _check("backend.steps", self.steps, 1, 1000)
         _check("backend.audio_guidance", self.audio_guidance, 0.0, 50.0)
         _check("backend.image_guidance", self.image_guidance, 0.0, 50.0)
+        if self.image_guidance_end is not None:
+            _check("backend.image_guidance_end", self.image_guidance_end, 0.0, 50.0)
         _check("backend.dynamic_scale", self.dynamic_scale, 0.0, 10.0)
         _check("backend.min_resolution", self.min_resolution, 64, 2048)
         _check("backend.expand_ratio", self.expand_ratio, 0.0, 5.0)

@@ -1,8 +1,12 @@
 """Conformance handlers of the Sonic backend (``sonic.*`` fixtures)."""
 from __future__ import annotations
 
+import inspect
+import json
 import re
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from backends.sonic import audio as sonic_audio
@@ -228,3 +232,219 @@ def _check_plan(plan: WindowPlan, expected: list | None, steps: int, detail: lis
 def _decimals(value: float) -> int:
     text = repr(float(value))
     return len(text.split(".")[1]) if "." in text and "e" not in text else 6
+
+
+@parity("sonic.pipeline")
+def pipeline(fx: Fixture) -> dict:
+    """The whole path through ``SonicGenerator.generate``, the code a user runs: the fixture's tiny
+    networks are written as checkpoint and architecture files and loaded by ``load`` (the
+    ``backend.checkpoints`` / ``*_config`` options), the whisper states come from the core's
+    encoder, and the only substitution is ``initial_noise`` (the fixture's noise, injected).
+    Intermediates are recorded where they pass: module hooks on the networks, and wrappers around
+    the generator's own steps (framing, CLIP picture, scheduler noising, decoding)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sonic-pipeline-") as folder:
+        generator, encoder = _pipeline_networks(fx, Path(folder))
+    return _run_pipeline(fx, generator, encoder)
+
+
+def _pipeline_settings(fx: Fixture) -> tuple[dict, dict]:
+    """``(inference, settings)`` of a pipeline fixture: sonic.yaml's values, overridden by the
+    keyword arguments the pipeline was called with where the fixture records them. Raises for
+    upstream settings the generator does not implement (it would silently compute something else)."""
+    from backends.sonic.audio import STATES_PER_UNIT, TOKEN_WINDOW
+    from backends.sonic.generator import FPS
+
+    inference = fx.config["inference"]
+    called = inference.get("pipeline_kwargs_as_called", {})
+    settings = {**inference.get("sonic_yaml_unchanged", {}), **inference.get("sonic_yaml_overrides", {})}
+    renamed = {"num_inference_steps": "inference_steps", "frames_per_batch": "n_sample_frames",
+               "min_guidance_scale1": "min_appearance_guidance_scale", "max_guidance_scale1": "max_appearance_guidance_scale",
+               "min_guidance_scale2": "audio_guidance_scale", "motion_bucket_scale": "dynamic_scale"}
+    settings.update({k: inference[k] for k in ("inference_steps", "dynamic_scale") if k in inference})
+    settings.update({renamed.get(k, k): v for k, v in called.items() if k not in ("height", "width", "num_frames")})
+    if called.get("max_guidance_scale2", settings["audio_guidance_scale"]) != settings["audio_guidance_scale"]:
+        raise ValueError("fixture ramps the audio guidance; the generator keeps it constant (as sonic.py does)")
+    fixed = {"fps": FPS, "step": TOKEN_WINDOW.stride // STATES_PER_UNIT, "noise_aug_strength": 0.0,
+             "i2i_noise_strength": 1.0, "use_interframe": False}
+    for name, value in fixed.items():
+        if name in settings and settings[name] != value:
+            raise ValueError(f"fixture runs sonic {name}={settings[name]!r}; the generator implements {value!r}")
+    return inference, settings
+
+
+def _pipeline_networks(fx: Fixture, folder: Path):
+    """The generator loaded from the fixture's networks written as files, and the core's whisper
+    encoder holding the fixture's encoder (built from its config: the tiny FFN width is not
+    Whisper's 4 x d_model that checkpoint loading infers)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, WhisperConfig
+
+    from backends.sonic.generator import SonicGenerator
+    from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet, encoder_state_dict
+
+    cfg = fx.config
+    inference, settings = _pipeline_settings(fx)
+    vae_args = set(inspect.signature(AutoencoderKLTemporalDecoder.__init__).parameters)
+    clip_args = set(CLIPVisionConfig().to_dict())
+    architectures = {
+        "unet": cfg["unet"],
+        "vae": {k: v for k, v in cfg["vae"].items() if k in vae_args},
+        "image_encoder": {k: v for k, v in cfg["clip_vision"].items() if k in clip_args},
+        "audio2token": cfg["audio2token"]["constructor_args"],
+        "audio2bucket": cfg["audio2bucket"]["constructor_args"],
+        "scheduler": cfg["scheduler_config"],
+    }
+    prefixes = {"unet": "unet.", "vae": "vae.", "image_encoder": "clip.", "audio2token": "audio2token.",
+                "audio2bucket": "audio2bucket."}
+    checkpoints, configs = {}, {}
+    for name, prefix in prefixes.items():
+        checkpoints[name] = str(folder / f"{name}.safetensors")
+        save_file({k: v.contiguous() for k, v in _with_prefix(fx.weights, prefix).items()}, checkpoints[name])
+    for name, architecture in architectures.items():
+        configs[f"{name}_config"] = str(folder / f"{name}.json")
+        Path(configs[f"{name}_config"]).write_text(json.dumps(architecture))
+    _, adapter_scale = _adapter_args(cfg)
+    generator = SonicGenerator(
+        steps=int(settings["inference_steps"]),
+        audio_guidance=float(settings["audio_guidance_scale"]),
+        image_guidance=float(settings["min_appearance_guidance_scale"]),
+        image_guidance_end=float(settings["max_appearance_guidance_scale"]),
+        dynamic_scale=float(settings["dynamic_scale"]),
+        min_resolution=int(inference["min_resolution"]),
+        crop=bool(inference["crop"]),
+        expand_ratio=float(inference["expand_ratio"]),
+        max_upscale=float("inf"),  # upstream enlarges any crop
+        face_area=float(settings["area"]),
+        frames_per_batch=int(settings["n_sample_frames"]),
+        overlap=int(settings["overlap"]),
+        shift_offset=int(settings["shift_offset"]),
+        decode_chunk_size=int(settings["decode_chunk_size"]),
+        audio_adapter_scale=float(settings.get("ip_audio_scale", adapter_scale)),
+        half=False,
+        checkpoints=checkpoints,
+        **configs,
+    )
+    generator.load("cpu")
+    whisper_args = set(WhisperConfig().to_dict())
+    net = WhisperEncoderNet(WhisperConfig(**{k: v for k, v in cfg["whisper"].items() if k in whisper_args}))
+    load_into(net, encoder_state_dict(_with_prefix(fx.weights, "whisper.")))
+    encoder = WhisperAudioEncoder(segments="cut")  # upstream encodes back-to-back 30 s chunks
+    encoder.net = net.eval()
+    return generator, encoder
+
+
+def _run_pipeline(fx: Fixture, generator, encoder) -> dict:
+    from backends.sonic.audio import STATES_PER_UNIT, audio_units
+    from backends.sonic.generator import FPS
+    from lipsync.protocol import Chunk, Face, Job
+
+    inference, settings = _pipeline_settings(fx)
+    i = fx.inputs
+    image, audio = i["image"].numpy(), i["audio"].numpy()
+    units = audio_units(len(audio))
+    if units > int(settings.get("frame_num", units)):
+        raise ValueError(f"fixture audio is longer than sonic.yaml frame_num={settings['frame_num']} units")
+    num_frames = units // int(settings["step"])
+    x, y, w, h = (float(v) for v in i["face_box_xywh"])
+    face = Face(box=np.array([x, y, x + w, y + h]), score=1.0, kps=np.zeros((5, 2)))
+    noise = i["noise"]
+    rec: dict = {"mel": [], "states": [], "buckets": [], "unet": [], "video": []}
+
+    def wrap(owner, name, record):
+        original = getattr(owner, name)
+        setattr(owner, name, lambda *a, **k: record(original(*a, **k)))
+
+    def keep(key):
+        return lambda value: rec.setdefault(key, value)
+
+    def noise_for(frames, size, seed):
+        if tuple(noise.shape) != (1, frames, 4, size[1] // 8, size[0] // 8):
+            raise AssertionError(f"the generator wants noise for {frames} frames at {size}; the fixture's is {tuple(noise.shape)}")
+        return noise.clone()
+
+    def decode(original):
+        def recorded(latents):
+            rec["final_latents"] = latents
+            for video in original(latents):
+                rec["video"].append(video)
+                yield video
+        return recorded
+
+    generator.initial_noise = noise_for  # the documented injection point
+    wrap(generator, "frame", keep("framing"))
+    wrap(generator, "clip_image", keep("clip_image"))
+    wrap(generator.vae, "encode", lambda out: (rec.setdefault("ref_latents", out.latent_dist.mean), out)[1])
+    wrap(generator.scheduler, "add_noise", keep("init_latents"))
+    wrap(encoder.net, "states", lambda out: (rec["states"].append(out), out)[1])
+    generator._decode = decode(generator._decode)
+    hooks = [
+        generator.image_encoder.register_forward_hook(lambda m, a, out: rec.update(clip_embeds=out.image_embeds)),
+        encoder.net.conv1.register_forward_pre_hook(lambda m, a: rec["mel"].append(a[0])),
+        generator.audio2bucket.register_forward_hook(lambda m, a, out: rec["buckets"].append(out)),
+        generator.unet.register_forward_pre_hook(lambda m, a: rec["unet"].append((a[3], a[4]))),
+    ]
+    job = Job(num_frames=num_frames, fps=FPS, audio=audio, sample_rate=16000, features=encoder.encode(audio, 16000),
+              source="image", image=image, face=face, seed=int(inference.get("effective_seed") or 0))
+    size = generator.requirements().chunk_size
+
+    def chunks():
+        for start in range(0, num_frames, size):
+            count = min(size, num_frames - start)
+            yield Chunk(start, count, np.broadcast_to(image, (count,) + image.shape), [face] * count)
+
+    try:
+        with torch.no_grad():
+            frames = np.concatenate(list(generator.generate(job, chunks())))
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    framing = rec["framing"]
+    called = inference.get("pipeline_kwargs_as_called", {})
+    if "width" in called and framing.size != (int(called["width"]), int(called["height"])):
+        raise AssertionError(f"the generator works at {framing.size}; upstream at {(called['width'], called['height'])}")
+    hidden = torch.cat([s.transpose(1, 2) for s in rec["states"]], dim=1)[:, :STATES_PER_UNIT * units]
+    tokens, uncond = _tokens_per_frame(rec["unet"], generator.settings, num_frames)
+    video = torch.cat(rec["video"]).permute(1, 0, 2, 3)[None]
+    stride = int(re.search(r"::(\d+)", fx.meta["outputs"]["out.video_sub4"]["meaning"]).group(1))
+    derived = inference.get("derived", {})
+    return {
+        "crop_box": torch.tensor(framing.box, dtype=torch.int64),
+        "ref_image_u8": torch.from_numpy(framing.reference),
+        "face_mask_u8": torch.from_numpy(np.round(framing.mask * 255)),
+        "clip_image_u8": torch.from_numpy(rec["clip_image"]),
+        "mel_head": rec["mel"][0][0, :, :int(derived.get("mel_head_columns", rec["mel"][0].shape[-1]))],
+        "whisper_hidden": hidden,
+        "whisper_last": hidden[:, :, -1],
+        "clip_embeds": rec["clip_embeds"],
+        "ref_latents": rec["ref_latents"],
+        "audio_tokens": tokens,
+        "uncond_audio_tokens": uncond,
+        "motion_buckets": bucket_values(torch.cat(rec["buckets"], dim=1)[0].reshape(num_frames, -1)),
+        "added_time_ids": torch.stack([time_ids[0] for _, time_ids in rec["unet"]]),
+        "init_latents": rec["init_latents"],
+        "final_latents": rec["final_latents"],
+        "video_sub4": video[..., ::stride, ::stride],
+        "frames": torch.from_numpy(frames),
+        "sigmas": generator.scheduler.sigmas,
+        "timesteps": generator.scheduler.timesteps,
+    }
+
+
+def _tokens_per_frame(calls: list, settings: SamplerSettings, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditional and unconditional audio tokens of every frame as the UNet received them at the
+    first step (batch rows: [no image + uncond audio, image + uncond audio, image + audio])."""
+    plan = WindowPlan(num_frames, settings.frames_per_batch, settings.overlap, settings.shift_offset)
+    cond: dict[int, torch.Tensor] = {}
+    uncond: dict[int, torch.Tensor] = {}
+    for frames, (audio, _) in zip(plan.windows(0), calls):
+        rows = audio.reshape(3, len(frames), *audio.shape[1:])
+        for k, frame in enumerate(frames):
+            cond.setdefault(frame, rows[2, k])
+            uncond.setdefault(frame, rows[0, k])
+    if len(cond) != num_frames:
+        raise AssertionError(f"the first step's windows cover {len(cond)} of {num_frames} frames")
+    return torch.stack([cond[f] for f in range(num_frames)]), torch.stack([uncond[f] for f in range(num_frames)])

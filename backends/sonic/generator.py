@@ -4,9 +4,11 @@ Per run: the face is framed (square crop around it, shorter side scaled to ``min
 and both sides rounded to 64), the portrait is encoded once by the VAE and by CLIP, whisper-tiny's
 states give every 12.5 fps frame its audio tokens and motion buckets, and the shifted-window
 sampler denoises all frames' latents together (``sampler.py``). The VAE then decodes the latents
-``decode_chunk_size`` frames at a time as the core asks for chunks: what is held for the whole
-clip is its latents (4 x 64 x 64 float32 per frame at 512 px, in host memory) and whisper states,
-never its pixels. The interpolator lifts 12.5 fps to the output rate.
+``decode_chunk_size`` frames at a time as the core asks for chunks. The sampler's windows wrap
+around the clip (its last frames are denoised together with its first ones), so the backend holds
+the whole clip's latents (3 x 4 x 64 x 64 float32 per frame at 512 px while sampling, in host
+memory) and whisper states (5 x 384 float32 per 20 ms) and declares ``holds_clip``; never its
+pixels. The interpolator lifts 12.5 fps to the output rate.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ class SonicGenerator(Generator):
         steps: int = 25,
         audio_guidance: float = 7.5,
         image_guidance: float = 2.0,
+        image_guidance_end: float | None = None,
         dynamic_scale: float = 1.0,
         min_resolution: int = 512,
         crop: bool = True,
@@ -80,6 +83,7 @@ class SonicGenerator(Generator):
         image_encoder_config: str | None = None,
         audio2token_config: str | None = None,
         audio2bucket_config: str | None = None,
+        scheduler_config: str | None = None,
     ):
         self.settings = SamplerSettings(
             steps=steps,
@@ -87,7 +91,7 @@ class SonicGenerator(Generator):
             overlap=overlap,
             shift_offset=shift_offset,
             fps=FPS,
-            image_guidance=(image_guidance, image_guidance),
+            image_guidance=(image_guidance, image_guidance if image_guidance_end is None else image_guidance_end),
             audio_guidance=(audio_guidance, audio_guidance),
         )
         self.dynamic_scale = dynamic_scale
@@ -103,6 +107,8 @@ class SonicGenerator(Generator):
         self.overrides = {f"sonic.{k}": v for k, v in (checkpoints or {}).items() if v}
         self.config_files = {"unet": unet_config, "vae": vae_config, "image_encoder": image_encoder_config,
                              "audio2token": audio2token_config, "audio2bucket": audio2bucket_config}
+        # SVD-xt's scheduler, with the entries of a diffusers scheduler_config.json overriding it
+        self.scheduler = make_scheduler(read_config(scheduler_config))
         self.device = "cpu"
         self.dtype = torch.float32
 
@@ -115,6 +121,7 @@ class SonicGenerator(Generator):
             needs_face=True,
             resolution=self.min_resolution,
             chunk_size=self.decode_chunk_size,
+            holds_clip=True,
         )
 
     def check_weights(self) -> None:
@@ -160,16 +167,10 @@ class SonicGenerator(Generator):
     def generate(self, job: Job, chunks_in: Iterable[Chunk]) -> Iterator[np.ndarray]:
         if job.image is None or job.face is None:
             raise InputError("Sonic animates a portrait: give input.image=PHOTO with a visible face")
-        needed = self.settings.frames_per_batch
-        if job.num_frames < needed:
-            raise InputError(
-                f"the audio lasts {job.num_frames / FPS:.2f} s but Sonic generates in windows of {needed / FPS:.1f} s "
-                f"({needed} frames at {FPS:g} fps): give at least {needed / FPS:.1f} s of speech"
-            )
         framing = self.frame(job.image, job.face)
         with torch.no_grad():
             latents = self._denoise(job, framing)
-            decoded = self._decode(latents)
+            decoded = (to_frames(video) for video in self._decode(latents))
             paste = crop.PasteBack(job.image, framing.box) if self.keep_resolution else None
             pending = np.zeros((0, framing.size[1], framing.size[0], 3), np.uint8)
             for chunk in chunks_in:
@@ -178,26 +179,33 @@ class SonicGenerator(Generator):
                 out, pending = pending[: len(chunk)], pending[len(chunk):]
                 yield paste(out) if paste is not None else out
 
+    def initial_noise(self, num_frames: int, size: tuple[int, int], seed: int) -> torch.Tensor:
+        """``(1, N, 4, H/8, W/8)`` float32 noise, drawn as upstream's pipeline draws it on a CPU: a
+        ``(1, 3, H, W)`` draw for the (unused, strength 0) noise augmentation, then the latents'.
+        Conformance checks replace this method on an instance to inject a fixture's noise."""
+        width, height = size
+        rng = torch.Generator().manual_seed(int(seed))
+        torch.randn((1, 3, height, width), generator=rng)
+        return torch.randn((1, num_frames, 4, height // 8, width // 8), generator=rng)
+
     def _denoise(self, job: Job, framing: Framing) -> torch.Tensor:
         device, dtype = self.device, self.dtype
-        width, height = framing.size
         picture = torch.tensor(framing.reference, device=device).permute(2, 0, 1)[None].float() / 255.0
-        latent = self.vae.encode((picture * 2 - 1).to(dtype)).latent_dist
+        latent = self.vae.encode(((picture - 0.5) / 0.5).to(dtype)).latent_dist
         image_latents = latent.mode().float()
         clip_embeds = self.image_encoder(self._clip_pixels(framing.reference)).image_embeds.float()
 
         states = whisper_states(job.features)
         valid = STATES_PER_UNIT * audio_units(len(job.audio))
         buckets = self._motion_buckets(states, clip_embeds, job.num_frames, valid)
-        silence = torch.zeros((1, 1, TOKEN_WINDOW.width) + tuple(states.shape[1:]), device=device)
-        uncond = self.audio2token(silence)[0, 0]  # not zeros: biases and LayerNorm
+        # upstream's unconditional tokens: audio2token of an all-zero window (not zeros: biases and LayerNorm)
+        zero_window = torch.zeros((1, 1, TOKEN_WINDOW.width) + tuple(states.shape[1:]), device=device)
+        uncond = self.audio2token(zero_window)[0, 0]
 
         def audio_tokens(frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
             windows = frame_windows(states, frames, TOKEN_WINDOW, valid).to(device)
             return self.audio2token(windows[None])[0], uncond.expand(len(frames), -1, -1)
 
-        noise = torch.randn((1, job.num_frames, 4, height // 8, width // 8),
-                            generator=torch.Generator().manual_seed(int(job.seed)))
         mask = torch.from_numpy(framing.mask)[None, None]
         inputs = SamplingInputs(
             ref_latents=latent.mean.float() * VAE_SCALE,
@@ -206,19 +214,24 @@ class SonicGenerator(Generator):
             audio_tokens=audio_tokens,
             motion_buckets=buckets,
             mask=mask.to(device),
-            noise=noise,  # the clip's latents live in host memory; windows visit the device
+            # the clip's latents live in host memory; windows visit the device
+            noise=self.initial_noise(job.num_frames, framing.size, job.seed),
         )
         windows = len(WindowPlan(job.num_frames, self.settings.frames_per_batch, self.settings.overlap).windows(0))
         reporter = job.reporter
         if reporter is None:
-            return sample(self.unet, make_scheduler(), inputs, self.settings)
+            return sample(self.unet, self.scheduler, inputs, self.settings)
         with reporter.stage(f"sonic: denoising {job.num_frames} frames", total=self.settings.steps * windows) as stage:
-            return sample(self.unet, make_scheduler(), inputs, self.settings, on_window=lambda s, w: stage.advance())
+            return sample(self.unet, self.scheduler, inputs, self.settings, on_window=lambda s, w: stage.advance())
+
+    def clip_image(self, reference: np.ndarray) -> np.ndarray:
+        """What CLIP sees: the picture squashed to the encoder's square size (Lanczos), uint8."""
+        side = self.image_encoder.config.image_size
+        return crop.resize(reference, (side, side))
 
     def _clip_pixels(self, reference: np.ndarray) -> torch.Tensor:
-        """CLIP input: the picture squashed to the encoder's square size (Lanczos), normalised."""
-        side = self.image_encoder.config.image_size
-        square = torch.tensor(crop.resize(reference, (side, side))).permute(2, 0, 1).float() / 255.0
+        """CLIP input: ``clip_image`` normalised."""
+        square = torch.tensor(self.clip_image(reference)).permute(2, 0, 1).float() / 255.0
         mean = torch.tensor(CLIP_MEAN)[:, None, None]
         std = torch.tensor(CLIP_STD)[:, None, None]
         return ((square - mean) / std)[None].to(self.device, self.dtype)
@@ -233,16 +246,20 @@ class SonicGenerator(Generator):
             out.append(raw[0].reshape(len(frames), -1))
         return bucket_values(torch.cat(out), self.dynamic_scale)
 
-    def _decode(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
-        """uint8 frames, ``decode_chunk_size`` at a time (the temporal VAE mixes frames within a
-        chunk, so chunks start at frame 0 as upstream's do)."""
-        scale = self.vae.config.scaling_factor
+    def _decode(self, latents: torch.Tensor) -> Iterator[torch.Tensor]:
+        """The video ``(n, 3, H, W)`` in [0, 1], ``decode_chunk_size`` frames at a time (the temporal
+        VAE mixes frames within a chunk, so chunks start at frame 0 as upstream's do)."""
+        inverse = 1 / self.vae.config.scaling_factor  # upstream multiplies by the reciprocal
         for frames in chunks(latents.shape[1], self.decode_chunk_size):
-            z = latents[0, frames.start:frames.stop].to(self.device, self.dtype) / scale
+            z = latents[0, frames.start:frames.stop].to(self.device, self.dtype) * inverse
             pixels = self.vae.decode(z, num_frames=len(frames)).sample.float()
-            # upstream maps [-1, 1] to [0, 1] and truncates *255 to uint8
-            pixels = (pixels * 0.5 + 0.5).clamp(0, 1) * 255
-            yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            yield (pixels * 0.5 + 0.5).clamp(0, 1)
+
+
+def to_frames(video: torch.Tensor) -> np.ndarray:
+    """``(n, 3, H, W)`` video in [0, 1] -> RGB uint8 ``(n, H, W, 3)``, truncating as upstream's
+    writer does (``(x * 255).astype(uint8)``), not rounding."""
+    return (video * 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def whisper_states(features: Any) -> torch.Tensor:

@@ -73,7 +73,8 @@ def sidecar_dir(path: str | Path) -> Path:
 class VideoWriter:
     """Write RGB uint8 frame chunks and, optionally, a sound track to ``path``.
 
-    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``; ``layout``
+    ``audio`` is float32 ``(samples,)`` or ``(samples, channels)`` at ``sample_rate``; it is read
+    block by block as the frames advance, not copied (a long clip's sound is held once). ``layout``
     names its channels (default: mono or stereo by count). Use as a context manager: an error
     discards everything; an interruption (Ctrl-C, SIGTERM) keeps the finished segments of a
     resumable run (``key`` given).
