@@ -1,8 +1,11 @@
-"""SyncTalk2D through ONNX Runtime: the exported U-Net and AVE encoder match PyTorch within 1e-4,
-and the int8 runtime stays close to fp32."""
+"""SyncTalk2D through ONNX Runtime and OpenVINO: the exported U-Net and AVE encoder match PyTorch
+within 1e-4, and the int8 runtime stays close to fp32."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
+import pytest
 import torch
 
 from backends.synctalk2d.generator import SyncTalk2DGenerator
@@ -24,17 +27,35 @@ def _realistic(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return net.eval()
 
 
-def test_onnx_unet_matches_pytorch():
+@pytest.fixture(scope="module")
+def unet_case():
+    """A U-Net with BatchNorm statistics, a test batch and PyTorch's output (computed once)."""
     torch.manual_seed(0)
     net = _realistic(UNet328(6, "hubert"))
     rng = np.random.default_rng(0)
     image = rng.random((2, 6, 320, 320), dtype=np.float32)
     audio = np.abs(rng.standard_normal((2, 32, 32, 32))).astype(np.float32)
-    onnx_runner = build_runner(net, "onnx", "fp32", "cpu")
-    difference = np.abs(onnx_runner(image, audio) - TorchUNet(net)(image, audio)).max()
-    assert difference < 1e-4
+    return net, image, audio, TorchUNet(net)(image, audio)
+
+
+def test_onnx_unet_matches_pytorch(unet_case):
+    net, image, audio, reference = unet_case
+    onnx_runner = build_runner(net, "onnx", "fp32", "cpu")[0]
+    assert np.abs(onnx_runner(image, audio) - reference).max() < 1e-4
     assert onnx_runner.provider == "CPUExecutionProvider"
-    assert build_runner(net, "onnx", "fp32", "cpu").path == onnx_runner.path  # exported once, then cached
+    assert build_runner(net, "onnx", "fp32", "cpu")[0].path == onnx_runner.path  # exported once, then cached
+
+
+def test_openvino_matches_pytorch_with_batchnorm_and_activations_fused(unet_case):
+    net, image, audio, reference = unet_case
+    runner, used, precision, _ = build_runner(net, "openvino", "fp32", "cpu", threads=1)
+    assert (used, precision) == ("openvino", "fp32")
+    assert np.abs(runner(image, audio) - reference).max() < 1e-4
+    layers = collections.Counter(op.get_rt_info()["layerType"].astype(str) for op in runner.compiled.get_runtime_model().get_ops())
+    # BatchNorm, ReLU, residual adds and the sigmoid live inside the convolutions; data stays in the
+    # blocked (channels-last) layout between them, reordered only at the inputs and the output
+    assert set(layers) <= {"Input", "Output", "Const", "Convolution", "Reshape", "Concatenation", "Interpolate", "Reorder"}, layers
+    assert layers["Reorder"] <= 3, layers
 
 
 def test_onnx_ave_encoder_matches_pytorch(tmp_path):
