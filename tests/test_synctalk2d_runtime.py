@@ -13,7 +13,7 @@ from backends.synctalk2d.generator import SyncTalk2DGenerator
 from backends.synctalk2d.networks import UNet328
 from lipsync.audio.encoder import FrameFeatures
 from lipsync.cpu import CpuInfo, parse_cpuinfo
-from lipsync.errors import ConfigError
+from lipsync.errors import ConfigError, WeightsError
 from lipsync.protocol import Chunk, Job
 from tests.synctalk2d_data import make_person, make_unet
 
@@ -113,3 +113,9 @@ def test_a_network_error_reaches_the_caller(tmp_path):
     job = Job(num_frames=4, fps=25.0, audio=np.zeros(2560, np.float32), sample_rate=16000, features=FrameFeatures("ave", 25.0, features))
     with pytest.raises(RuntimeError, match="out of memory in the network"):
         list(generator.generate(job, [Chunk(0, 4)]))
+
+
+def test_an_export_for_another_audio_mode_is_refused_in_one_line(tmp_path):
+    runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 16, 16], "ave")
+    with pytest.raises(WeightsError, match=r"unet.onnx takes audio windows of shape \(32, 32, 32\) \(the hubert audio mode\), not \(32, 16, 16\) for ave"):
+        runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 32, 32], "ave")

@@ -30,7 +30,7 @@ import torch
 from backends.synctalk2d.networks import UNet328
 from lipsync import onnx
 from lipsync.cpu import CpuInfo, cores, cpu_info
-from lipsync.errors import ConfigError
+from lipsync.errors import ConfigError, WeightsError
 from lipsync.resources import cache_dir
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
@@ -243,8 +243,26 @@ def _make(files: _Files, runtime: str, precision: str, device: str, threads: int
         return TorchUNet(files.net, device, precision)
     path = files.int8(runtime, calibration) if precision == "int8" else files.fp32()
     if runtime == "onnx":
-        return onnx.OnnxModel(path, device, threads=threads)
-    return OpenVinoUNet(path, threads)
+        runner = onnx.OnnxModel(path, device, threads=threads)
+        shape = runner.session.get_inputs()[runner.input_names.index("audio")].shape
+    else:
+        runner = OpenVinoUNet(path, threads)
+        shape = list(runner.compiled.input("audio").get_partial_shape())
+    check_audio_input(path, shape, files.net.mode)
+    return runner
+
+
+def check_audio_input(path: Path, shape, mode: str) -> None:
+    """An exported U-Net whose audio input is another mode's window (a stale or foreign file)."""
+    from backends.synctalk2d.networks import AUDIO_MODES
+
+    found = tuple(int(str(d)) if str(d).isdigit() else None for d in list(shape)[1:])
+    if found != AUDIO_MODES[mode].unet_input:
+        others = [m for m, spec in AUDIO_MODES.items() if spec.unet_input == found]
+        made_for = f"the {others[0]} audio mode" if others else "another network"
+        raise WeightsError(
+            f"{path} takes audio windows of shape {found} ({made_for}), not {AUDIO_MODES[mode].unet_input} for {mode}; delete it to re-export"
+        )
 
 
 # -- auto: a short probe, remembered per machine -----------------------------------------------
