@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the network")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (best kept)")
+    parser.add_argument("--work", help="keep the generated person, trained U-Net and exports here and reuse them (default: a temporary folder)")
     parser.add_argument("--paths", default="all", help="comma-separated runtime:precision paths, e.g. onnx:fp32,openvino:int8")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -50,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        os.environ.setdefault("LIPSYNC_CACHE", str(Path(scratch) / "cache"))  # exports and probes stay out of the user's cache
-        person, checkpoint = _inputs(args, Path(scratch))
+        work = Path(args.work) if args.work else Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("LIPSYNC_CACHE", str(work / "cache"))  # exports and probes stay out of the user's cache
+        person, checkpoint = _inputs(args, work)
         return _bench(args, person, checkpoint)
 
 
@@ -63,6 +66,8 @@ def _inputs(args, scratch: Path) -> tuple[Path, Path]:
 
     if args.person:
         person = Path(args.person)
+    elif (scratch / "person" / "aud_ave.npy").is_file():
+        person = scratch / "person"  # generated and prepared by an earlier run with the same --work
     else:
         from backends.synctalk2d.prepare import prepare_person
         from backends.synctalk2d.synthetic import write_talking_clip
@@ -74,6 +79,10 @@ def _inputs(args, scratch: Path) -> tuple[Path, Path]:
         person = prepare_person(clip, scratch / "person", ["ave"], ave_checkpoint=str(ave), reporter=Reporter(quiet=True)).root
     if args.checkpoint:
         return person, Path(args.checkpoint)
+    trained = scratch / "train" / "unet" / "final.pth"
+    if trained.is_file():
+        print(f"reference U-Net: {trained} from an earlier run")
+        return person, trained
     return person, _train(person, scratch / "train", args.train_steps)
 
 
