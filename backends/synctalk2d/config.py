@@ -11,7 +11,7 @@ from lipsync.config import check_one_of
 from lipsync.config import check_range as _check
 
 AUDIO_MODES = ("ave", "hubert", "wenet")
-PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
+PRECISIONS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 
 
 @dataclass
@@ -21,8 +21,9 @@ class SyncTalk2DConfig(BackendConfig):
     person: Optional[str] = None  # prepared dataset folder (tools/synctalk2d_prepare.py)
     checkpoint: Optional[str] = None  # the person's trained U-Net (tools/synctalk2d_train.py)
     audio_mode: Optional[str] = None  # ave | hubert | wenet; needed for bare upstream checkpoints
-    runtime: str = "torch"  # torch | onnx
-    precision: str = "fp32"  # torch: fp32 | bf16 | fp16 (CUDA); onnx: fp32 | int8
+    runtime: str = "auto"  # auto (fastest here, probed once per machine) | torch | onnx | openvino
+    precision: str = "auto"  # auto (fastest within 38 dB of fp32) | torch: fp32, bf16, fp16 (CUDA); onnx, openvino: fp32, int8
+    threads: Optional[int] = None  # network threads (default: the cores this process may use)
     batch_size: int = 4  # frames per network call (4 is fastest on a 2-core CPU)
     blend: str = "feather"  # feather (no visible box) | paste (upstream)
     feather: float = 0.08  # width of the blend ramp, as a fraction of the crop
@@ -33,11 +34,12 @@ class SyncTalk2DConfig(BackendConfig):
     def __post_init__(self) -> None:
         if self.audio_mode is not None and self.audio_mode not in AUDIO_MODES:
             raise ValueError(f"backend.audio_mode must be one of {', '.join(AUDIO_MODES)}, got {self.audio_mode!r}")
-        check_one_of("backend.runtime", self.runtime, tuple(PRECISIONS))
-        if self.precision not in PRECISIONS[self.runtime]:
-            raise ValueError(
-                f"backend.precision must be one of {', '.join(PRECISIONS[self.runtime])} with runtime={self.runtime}, got {self.precision!r}"
-            )
+        check_one_of("backend.runtime", self.runtime, ("auto", *PRECISIONS))
+        allowed = sorted({p for ps in PRECISIONS.values() for p in ps}) if self.runtime == "auto" else PRECISIONS[self.runtime]
+        if self.precision != "auto" and self.precision not in allowed:
+            raise ValueError(f"backend.precision must be auto or one of {', '.join(allowed)} with runtime={self.runtime}, got {self.precision!r}")
+        if self.threads is not None:
+            _check("backend.threads", self.threads, 1, 1024)
         check_one_of("backend.blend", self.blend, ("feather", "paste"))
         _check("backend.batch_size", self.batch_size, 1, 256)
         _check("backend.feather", self.feather, 0.0, 0.5)

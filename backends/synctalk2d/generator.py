@@ -9,7 +9,9 @@ visible box edge).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import hashlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -53,6 +55,7 @@ class SyncTalk2DGenerator(Generator):
         audio_mode: str | None = None,
         runtime: str = "torch",
         precision: str = "fp32",
+        threads: int | None = None,
         batch_size: int = 4,
         blend: str = "feather",
         feather: float = 0.08,
@@ -65,7 +68,9 @@ class SyncTalk2DGenerator(Generator):
         self.person_dir = person
         self.checkpoint_path = Path(checkpoint).expanduser() if checkpoint else None
         self.requested_mode = audio_mode
-        self.runtime, self.precision = runtime, precision
+        self.runtime, self.precision = runtime, precision  # as asked (auto or a path); load() settles them
+        self.threads = int(threads) if threads else None
+        self.notes: list[str] = []  # one-line warnings about the path taken, reported with the job
         self.batch_size = int(batch_size)
         self.feather = geometry.feather_mask(feather) if blend == "feather" else None
         self.use_parsing = use_parsing
@@ -120,7 +125,15 @@ class SyncTalk2DGenerator(Generator):
         self.check_weights()
         net = load_unet(self.checkpoint_path, self.mode, "cpu")
         self._checkpoint = None  # the state dict now lives in the network
-        self.runner = build_runner(net, self.runtime, self.precision, device, self.calibration_batches, tag=self.dataset().root.name)
+        self.runner, self.runtime, self.precision, self.notes = build_runner(
+            net, self.runtime, self.precision, device, self.calibration_batches, tag=self.dataset_tag(),
+            threads=self.threads, batch_size=self.batch_size,
+        )  # fmt: skip
+
+    def dataset_tag(self) -> str:
+        """Names the person an int8 model was calibrated on: folder name and a hash of its path."""
+        root = self.dataset().root.resolve()
+        return f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
 
     def calibration_batches(self):
         """int8 calibration batches: the person's own crops with their own audio features."""
@@ -133,34 +146,55 @@ class SyncTalk2DGenerator(Generator):
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, job: Job, chunks: Iterable[Chunk]) -> Iterator[np.ndarray]:
+        """Three threads beside the caller: crop the next batch, run the network, paste the last
+        one back; the caller composes and encodes meanwhile, so the frame rate is the network's."""
         if self.runner is None:
             raise RuntimeError("SyncTalk2DGenerator.load() must run before generate()")
         features = self._features(job.features)
+        if job.reporter is not None:
+            for note in self.notes:
+                job.reporter.warn(note)
         skipped = 0
         out: list[np.ndarray] = []
-        pending = None  # (future of the batch being prepared, whether it ends its chunk)
-        with ThreadPoolExecutor(max_workers=1) as pool:  # the next batch is cropped while the net runs
+        in_flight: deque = deque()  # (future of the pasted frames, whether the batch ends its chunk)
+        pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"synctalk2d-{stage}") for stage in ("crop", "net", "paste")]
+        crop, net, paste = pools
+        try:
             for chunk in chunks:
                 end = chunk.start + len(chunk)
                 for first in range(chunk.start, end, self.batch_size):
                     outputs = list(range(first, min(first + self.batch_size, end)))
                     templates = source_indices(len(self.dataset()), outputs[0] + self.start_frame, outputs[-1] + 1 + self.start_frame)
-                    future = pool.submit(self._prepare, templates.tolist(), outputs, features)
-                    if pending is not None:
-                        frames, passed = self._finish(pending[0].result())
+                    prepared = crop.submit(self._prepare, templates.tolist(), outputs, features)
+                    generated = net.submit(self._infer, prepared)
+                    in_flight.append((paste.submit(self._finish, generated), outputs[-1] == end - 1))
+                    while len(in_flight) > self.PIPELINE_DEPTH:  # memory stays bounded by a few batches
+                        frames, passed, ends_chunk = self._collect(in_flight)
                         out.extend(frames)
                         skipped += passed
-                        if pending[1]:
+                        if ends_chunk:
                             yield np.stack(out)
                             out = []
-                    pending = (future, outputs[-1] == end - 1)
-            if pending is not None:
-                frames, passed = self._finish(pending[0].result())
+            while in_flight:
+                frames, passed, ends_chunk = self._collect(in_flight)
                 out.extend(frames)
                 skipped += passed
-                yield np.stack(out)
+                if ends_chunk:
+                    yield np.stack(out)
+                    out = []
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=True, cancel_futures=True)
         if skipped and job.reporter is not None:
             job.reporter.warn(f"{skipped} template frames had landmarks outside the picture and were left unchanged")
+
+    PIPELINE_DEPTH = 3  # batches between cropping and the caller: one per stage
+
+    @staticmethod
+    def _collect(in_flight: deque) -> tuple[list[np.ndarray], int, bool]:
+        future, ends_chunk = in_flight.popleft()
+        frames, passed = future.result()
+        return frames, passed, ends_chunk
 
     def _features(self, features) -> np.ndarray:
         if not isinstance(features, FrameFeatures):
@@ -198,13 +232,18 @@ class SyncTalk2DGenerator(Generator):
         audio = unet_audio(features, rows, self.mode)
         return _Prepared(frames, regions, keeps, image, audio)
 
-    def _finish(self, prepared: _Prepared) -> tuple[list[np.ndarray], int]:
-        """Run the network on a prepared batch and paste: RGB frames, and how many passed through."""
-        generated = geometry.pred_to_uint8(self.runner(prepared.image, prepared.audio)) if len(prepared.image) else []
+    def _infer(self, prepared: Future) -> tuple[_Prepared, np.ndarray | list]:
+        """The network on a prepared batch (its own thread, so it never waits for cropping or pasting)."""
+        batch = prepared.result()
+        return batch, geometry.pred_to_uint8(self.runner(batch.image, batch.audio)) if len(batch.image) else []
+
+    def _finish(self, generated: Future) -> tuple[list[np.ndarray], int]:
+        """Paste a generated batch back: RGB frames, and how many passed through unchanged."""
+        prepared, crops = generated.result()
         out, k = [], 0
         for frame, region, keep in zip(prepared.frames, prepared.regions, prepared.keeps):
             if region is not None:
-                geometry.paste(frame, region, generated[k], feather=self.feather, keep=keep)
+                geometry.paste(frame, region, crops[k], feather=self.feather, keep=keep)
                 k += 1
             out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         return out, len(prepared.frames) - k

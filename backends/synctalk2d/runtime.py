@@ -1,17 +1,26 @@
-"""How the U-Net runs: PyTorch (fp32, bf16, fp16) or ONNX Runtime (fp32, int8).
+"""How the U-Net runs: PyTorch, ONNX Runtime or OpenVINO, at the precision the CPU does natively.
 
 Every runner is a callable ``(image (n, 6, 320, 320), audio (n, C, H, W)) -> (n, 3, 320, 320)``
 on float32 numpy arrays, so the generator does not care which one it drives.
 
-    runtime  precision  where        notes
-    torch    fp32       CPU, CUDA    upstream's arithmetic (the parity reference)
-    torch    bf16       CPU, CUDA    autocast, channels-last
-    torch    fp16       CUDA
-    onnx     fp32       CPU, CUDA    ONNX Runtime fuses conv + BN + ReLU; same numbers within 1e-4
-    onnx     int8       CPU          static QDQ quantisation, calibrated on the person's own frames
+    runtime   precision  where        notes
+    torch     fp32       CPU, CUDA    upstream's arithmetic (the parity reference)
+    torch     bf16       CPU, CUDA    autocast, channels-last; refused on CPUs without native bf16
+    torch     fp16       CUDA
+    onnx      fp32       CPU, CUDA    ONNX Runtime: BatchNorm folded, conv + ReLU fused, NCHWc layout
+    onnx      int8       CPU          static QDQ quantisation, calibrated on the person's own frames
+    openvino  fp32       CPU          OpenVINO: the same fusions, blocked (channels-last) layout, pinned threads
+    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames
+
+``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
+seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
+remember the choice per CPU, thread count and network (``<cache>/probe/*.json``).
 """
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -20,21 +29,74 @@ import torch
 
 from backends.synctalk2d.networks import UNet328
 from lipsync import onnx
-from lipsync.errors import ConfigError
+from lipsync.cpu import CpuInfo, cores, cpu_info
+from lipsync.errors import ConfigError, WeightsError
+from lipsync.resources import cache_dir
 
-RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8")}
+RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
+MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
 Calibration = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
-def check_runtime(runtime: str, precision: str, device: str) -> None:
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"backend.runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if precision not in RUNTIMES[runtime]:
+# -- what can run here -------------------------------------------------------------------------
+def _importable(runtime: str) -> bool:
+    import importlib.util
+
+    module = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}[runtime]
+    return importlib.util.find_spec(module) is not None
+
+
+def supported(device: str, cpu: CpuInfo | None = None) -> list[tuple[str, str]]:
+    """The (runtime, precision) paths this machine runs at native speed."""
+    cpu = cpu or cpu_info()
+    paths = []
+    for runtime, precisions in RUNTIMES.items():
+        if not _importable(runtime):
+            continue
+        for precision in precisions:
+            if device.startswith("cuda"):
+                if runtime == "openvino" or (runtime == "onnx" and precision == "int8"):
+                    continue
+            elif precision == "fp16" or (precision == "bf16" and not cpu.bf16):
+                continue
+            paths.append((runtime, precision))
+    return paths
+
+
+def _listed(paths: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{r} {p}" for r, p in paths)
+
+
+def check_runtime(runtime: str, precision: str, device: str, cpu: CpuInfo | None = None) -> list[str]:
+    """Refuse a path this machine cannot run (one line naming what it can); return warnings."""
+    cpu = cpu or cpu_info()
+    if runtime != "auto" and runtime not in RUNTIMES:
+        raise ConfigError(f"backend.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime != "auto" and precision != "auto" and precision not in RUNTIMES[runtime]:
         raise ConfigError(f"backend.precision={precision} is not available with runtime={runtime} (use {' or '.join(RUNTIMES[runtime])})")
+    here = supported(device, cpu)
+    if runtime != "auto" and not _importable(runtime):
+        raise ConfigError(f"backend.runtime={runtime} is not installed here; this machine runs: {_listed(here)}")
     if precision == "fp16" and not device.startswith("cuda"):
-        raise ConfigError("backend.precision=fp16 needs a CUDA device; on CPU use bf16 or runtime=onnx")
+        raise ConfigError(f"backend.precision=fp16 needs a CUDA device; on this CPU use one of: {_listed(here)}")
+    if precision == "bf16" and not device.startswith("cuda") and not cpu.bf16:
+        raise ConfigError(
+            f"backend.precision=bf16 is emulated on this CPU ({cpu.model}: no avx512_bf16 or amx, about 10x slower "
+            f"than fp32); this machine runs: {_listed(here)}"
+        )
+    if runtime == "openvino" and device.startswith("cuda"):
+        raise ConfigError(f"backend.runtime=openvino runs on the CPU only; with device={device} use one of: {_listed(supported(device, cpu))}")
+    if precision == "int8" and device.startswith("cuda") and runtime != "openvino":
+        raise ConfigError(f"backend.precision=int8 runs on the CPU only; with device={device} use one of: {_listed(here)}")
+    if precision == "int8" and runtime == "onnx" and not cpu.vnni:
+        return [
+            f"ONNX Runtime int8 without VNNI ({cpu.model}) is hardly faster than fp32; "
+            "runtime=openvino or runtime=auto picks the fastest path here"
+        ]
+    return []
 
 
+# -- the runners -------------------------------------------------------------------------------
 class TorchUNet:
     def __init__(self, net: UNet328, device: str = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
@@ -67,6 +129,28 @@ class TorchUNet:
         return out.float().cpu().numpy()
 
 
+class OpenVinoUNet:
+    """An OpenVINO model (IR or ONNX file) compiled for the CPU, latency-first, threads pinned."""
+
+    def __init__(self, path: str | Path, threads: int):
+        import openvino as ov
+
+        self.path = Path(path)
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": int(threads),
+            "ENABLE_CPU_PINNING": True,
+            "INFERENCE_PRECISION_HINT": "f32",  # never a silent bf16/fp16 downcast on AMX or ARM CPUs
+        }
+        self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        feeds = {"image": np.ascontiguousarray(image, np.float32), "audio": np.ascontiguousarray(audio, np.float32)}
+        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+
+
+# -- exports -----------------------------------------------------------------------------------
 def export_unet(net: UNet328, path: str | Path) -> Path:
     """The U-Net as ONNX (inputs ``image``, ``audio``; output ``output``; dynamic batch)."""
     from backends.synctalk2d.networks import AUDIO_MODES
@@ -76,7 +160,7 @@ def export_unet(net: UNet328, path: str | Path) -> Path:
 
 
 def quantize_unet(fp32_path: Path, out_path: Path, calibration: Calibration) -> Path:
-    """Static int8 (QDQ, per-channel weights) quantisation of an exported U-Net."""
+    """Static int8 (QDQ, per-channel weights) quantisation of an exported U-Net for ONNX Runtime."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -103,27 +187,165 @@ def quantize_unet(fp32_path: Path, out_path: Path, calibration: Calibration) -> 
     return out_path
 
 
-def onnx_unet(net: UNet328, device: str, precision: str, calibration: Calibration | None = None, tag: str = "") -> onnx.OnnxModel:
-    """An ONNX Runtime U-Net, exported (and quantised) once and cached by weight fingerprint.
+def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration) -> Path:
+    """NNCF post-training int8 quantisation (mixed preset: asymmetric activations) to an IR pair."""
+    import nncf
+    import openvino as ov
 
-    ``tag`` names what the calibration data came from (int8 models depend on it too).
-    """
-    key = onnx.fingerprint(net.state_dict())
-    fp32_path = onnx.cached_path(f"synctalk2d-unet-{net.mode}", key)
-    if not fp32_path.is_file():
-        export_unet(net, fp32_path)
-    path = fp32_path
-    if precision == "int8":
-        path = onnx.cached_path(f"synctalk2d-unet-{net.mode}-int8{('-' + tag) if tag else ''}", key)
+    batches = [{"image": image, "audio": audio} for image, audio in calibration()]
+    if not batches:
+        raise ConfigError("int8 calibration found no usable crop in the person dataset")
+    model = ov.Core().read_model(str(fp32_path))
+    quantized = nncf.quantize(
+        model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+    )  # fmt: skip
+    temp = out_path.with_name(f".{out_path.stem}.partial.xml")
+    try:
+        ov.save_model(quantized, str(temp), compress_to_fp16=False)
+        temp.with_suffix(".bin").replace(out_path.with_suffix(".bin"))
+        temp.replace(out_path)  # the .xml last: its presence means the pair is complete
+    finally:
+        temp.unlink(missing_ok=True)
+        temp.with_suffix(".bin").unlink(missing_ok=True)
+    return out_path
+
+
+@dataclass
+class _Files:
+    """Where one network's exports live (cached by weight fingerprint)."""
+
+    net: UNet328
+    key: str
+    tag: str = ""
+
+    def fp32(self) -> Path:
+        path = onnx.cached_path(f"synctalk2d-unet-{self.net.mode}", self.key)
+        if not path.is_file():
+            export_unet(self.net, path)
+        return path
+
+    def int8(self, runtime: str, calibration: Calibration | None) -> Path:
+        suffix = f"-{self.tag}" if self.tag else ""
+        if runtime == "onnx":
+            path = onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
+        else:
+            path = cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}.xml"
         if not path.is_file():
             if calibration is None:
                 raise ValueError("int8 needs calibration data")
-            quantize_unet(fp32_path, path, calibration)
-    return onnx.OnnxModel(path, device)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (quantize_unet if runtime == "onnx" else quantize_openvino)(self.fp32(), path, calibration)
+        return path
 
 
-def build_runner(net: UNet328, runtime: str, precision: str, device: str, calibration: Calibration | None = None, tag: str = ""):
-    check_runtime(runtime, precision, device)
+def _make(files: _Files, runtime: str, precision: str, device: str, threads: int, calibration: Calibration | None):
+    if runtime == "torch":
+        return TorchUNet(files.net, device, precision)
+    path = files.int8(runtime, calibration) if precision == "int8" else files.fp32()
     if runtime == "onnx":
-        return onnx_unet(net, device, precision, calibration, tag)
-    return TorchUNet(net, device, precision)
+        runner = onnx.OnnxModel(path, device, threads=threads)
+        shape = runner.session.get_inputs()[runner.input_names.index("audio")].shape
+    else:
+        runner = OpenVinoUNet(path, threads)
+        shape = list(runner.compiled.input("audio").get_partial_shape())
+    check_audio_input(path, shape, files.net.mode)
+    return runner
+
+
+def check_audio_input(path: Path, shape, mode: str) -> None:
+    """An exported U-Net whose audio input is another mode's window (a stale or foreign file)."""
+    from backends.synctalk2d.networks import AUDIO_MODES
+
+    found = tuple(int(str(d)) if str(d).isdigit() else None for d in list(shape)[1:])
+    if found != AUDIO_MODES[mode].unet_input:
+        others = [m for m, spec in AUDIO_MODES.items() if spec.unet_input == found]
+        made_for = f"the {others[0]} audio mode" if others else "another network"
+        raise WeightsError(
+            f"{path} takes audio windows of shape {found} ({made_for}), not {AUDIO_MODES[mode].unet_input} for {mode}; delete it to re-export"
+        )
+
+
+# -- auto: a short probe, remembered per machine -----------------------------------------------
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two network outputs (values in [0, 1]) as the 8-bit pixels they become."""
+    from backends.synctalk2d.geometry import pred_to_uint8
+
+    mse = np.mean((pred_to_uint8(a).astype(np.float64) - pred_to_uint8(b).astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def _probe(files, candidates, device, threads, calibration, batch_size, repeats: int = 3) -> dict:
+    """Frames/s and PSNR against torch fp32 of each candidate path, timed in interleaved rounds."""
+    batches = list(calibration()) if calibration is not None else []
+    if batches:
+        image = np.concatenate([b[0] for b in batches])[:batch_size]
+        audio = np.concatenate([b[1] for b in batches])[:batch_size]
+    else:  # no person crops: timing only (lossy paths are then not eligible)
+        from backends.synctalk2d.networks import AUDIO_MODES
+
+        image = np.random.default_rng(0).random((batch_size, files.net.n_channels, 320, 320), dtype=np.float32)
+        audio = np.random.default_rng(1).random((batch_size,) + AUDIO_MODES[files.net.mode].unet_input, dtype=np.float32)
+    reference = TorchUNet(files.net, "cpu", "fp32")(image, audio) if batches else None
+    runners, quality = {}, {}
+    for runtime, precision in candidates:
+        runner = _make(files, runtime, precision, device, threads, calibration)
+        out = runner(image, audio)  # warm-up (and the quality check)
+        if precision == "fp32":
+            quality[f"{runtime} {precision}"] = None
+        elif reference is not None:
+            quality[f"{runtime} {precision}"] = psnr(out, reference)
+        else:
+            continue
+        runners[f"{runtime} {precision}"] = runner
+    best = {name: float("inf") for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner(image, audio)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: {"fps": len(image) / best[name], "psnr": quality[name]} for name in runners}
+
+
+def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, dict]:
+    """The fastest path for ``runtime``/``precision`` (either may be ``auto``) on this machine."""
+    if device.startswith("cuda"):  # no probe on a GPU: PyTorch half precision is the fast path there
+        picked = runtime if runtime != "auto" else "torch"
+        return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), {}
+    candidates = [(r, p) for r, p in supported(device) if runtime in ("auto", r) and precision in ("auto", p)]
+    if not candidates:
+        raise ConfigError(f"backend.runtime={runtime} precision={precision} cannot run here; this machine runs: {_listed(supported(device))}")
+    if runtime == "auto" and any(r != "torch" for r, _ in candidates):
+        candidates = [c for c in candidates if c[0] != "torch"]  # eager PyTorch is 5x slower than either runtime
+    if len(candidates) == 1:
+        return candidates[0][0], candidates[0][1], {}
+    record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}.json"
+    if record.is_file():
+        results = json.loads(record.read_text())
+    else:
+        results = _probe(files, candidates, device, threads, calibration, batch_size)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        temp = record.with_name(f".{record.name}.partial")
+        temp.write_text(json.dumps(results, indent=1))
+        temp.replace(record)
+    # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
+    eligible = {n: r for n, r in results.items() if precision != "auto" or r["psnr"] is None or r["psnr"] >= MIN_PSNR}
+    name = max(eligible, key=lambda n: eligible[n]["fps"])
+    picked_runtime, picked_precision = name.split()
+    return picked_runtime, picked_precision, results
+
+
+def build_runner(
+    net: UNet328, runtime: str, precision: str, device: str, calibration: Calibration | None = None, tag: str = "",
+    threads: int | None = None, batch_size: int = 4,
+):  # fmt: skip
+    """The runner for ``runtime``/``precision`` (``auto``: the fastest that keeps the picture).
+
+    Returns ``(runner, runtime, precision, notes)``: the path taken and one-line warnings.
+    ``tag`` names what the calibration data came from (int8 models depend on it too).
+    """
+    notes = check_runtime(runtime, precision, device)
+    threads = int(threads or cores())
+    files = _Files(net, onnx.fingerprint(net.state_dict()), tag)
+    if "auto" in (runtime, precision):
+        runtime, precision, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
+    return _make(files, runtime, precision, device, threads, calibration), runtime, precision, notes

@@ -1,0 +1,121 @@
+"""SyncTalk2D's runtime choice: CPU features decide which precisions are allowed, ``auto`` keeps the
+fastest path within 38 dB and remembers it, and the network runs beside the caller's own work."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from backends.synctalk2d import runtime
+from backends.synctalk2d.generator import SyncTalk2DGenerator
+from backends.synctalk2d.networks import UNet328
+from lipsync.audio.encoder import FrameFeatures
+from lipsync.cpu import CpuInfo, parse_cpuinfo
+from lipsync.errors import ConfigError, WeightsError
+from lipsync.protocol import Chunk, Job
+from tests.synctalk2d_data import make_person, make_unet
+
+EPYC = CpuInfo("AMD EPYC", frozenset({"avx2", "fma", "avx512f"}))
+SAPPHIRE_RAPIDS = CpuInfo("Intel Xeon", frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}))
+
+
+def test_cpuinfo_flags_decide_native_precisions():
+    text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu avx2 fma avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t: sse\n"
+    cpu = parse_cpuinfo(text)
+    assert cpu.model == "AMD EPYC 7B13"
+    assert cpu.vnni and not cpu.bf16
+    assert "avx512_vnni yes" in cpu.features() and "avx512_bf16 no" in cpu.features()
+    assert not EPYC.vnni and SAPPHIRE_RAPIDS.bf16 and SAPPHIRE_RAPIDS.vnni
+
+
+def test_precisions_the_cpu_cannot_run_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"bf16 is emulated on this CPU \(AMD EPYC.*this machine runs: .*onnx fp32") as err:
+        runtime.check_runtime("torch", "bf16", "cpu", EPYC)
+    assert "\n" not in str(err.value) and "torch bf16" not in str(err.value).split("runs:")[1]
+    assert runtime.check_runtime("torch", "bf16", "cpu", SAPPHIRE_RAPIDS) == []
+    assert ("torch", "bf16") in runtime.supported("cpu", SAPPHIRE_RAPIDS) and ("torch", "bf16") not in runtime.supported("cpu", EPYC)
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        runtime.check_runtime("torch", "fp16", "cpu", EPYC)
+    with pytest.raises(ConfigError, match="openvino runs on the CPU only"):
+        runtime.check_runtime("openvino", "fp32", "cuda", EPYC)
+    with pytest.raises(ConfigError, match="not available with runtime=onnx"):
+        runtime.check_runtime("onnx", "bf16", "cpu", SAPPHIRE_RAPIDS)
+    (note,) = runtime.check_runtime("onnx", "int8", "cpu", EPYC)  # allowed, with one line on why it is slow here
+    assert "without VNNI" in note
+    assert runtime.check_runtime("onnx", "int8", "cpu", SAPPHIRE_RAPIDS) == []
+
+
+def _fake_probe(calls):
+    def probe(files, candidates, device, threads, calibration, batch_size):
+        calls.append(list(candidates))
+        table = {"onnx fp32": (11.0, None), "onnx int8": (13.0, 41.0), "openvino fp32": (12.0, None), "openvino int8": (20.0, 30.0)}
+        return {f"{r} {p}": {"fps": table[f"{r} {p}"][0], "psnr": table[f"{r} {p}"][1]} for r, p in candidates}
+
+    return probe
+
+
+def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path))
+    calls: list = []
+    monkeypatch.setattr(runtime, "_probe", _fake_probe(calls))
+    monkeypatch.setattr(runtime, "cpu_info", lambda: EPYC)
+    files = runtime._Files(UNet328(6, "ave"), "k", "anna")
+    # openvino int8 is fastest but 30 dB: not the same picture; onnx int8 keeps 41 dB
+    assert runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)[:2] == ("onnx", "int8")
+    assert runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)[:2] == ("onnx", "int8")
+    assert len(calls) == 1, "the probe runs once per machine and network"
+    assert ("torch", "fp32") not in calls[0] and ("torch", "bf16") not in calls[0]
+    (record,) = (tmp_path / "probe").glob("*.json")
+    assert json.loads(record.read_text())["openvino int8"]["psnr"] == 30.0
+    assert runtime.choose(files, "auto", "int8", "cpu", 2, None, 4)[:2] == ("openvino", "int8")  # asked for: taken as asked
+    assert runtime.choose(files, "openvino", "auto", "cpu", 2, None, 4)[:2] == ("openvino", "fp32")
+    assert runtime.choose(files, "auto", "fp32", "cpu", 2, None, 4)[:2] == ("openvino", "fp32")
+    assert len(calls) == 4  # one probe per distinct question
+
+
+def test_network_runs_while_the_caller_encodes(tmp_path):
+    """The second batch's network call starts while the caller still holds the first chunk (as the
+    writer encodes it): with the network on the caller's thread this would wait forever."""
+    person = make_person(tmp_path / "person", frames=4)
+    generator = SyncTalk2DGenerator(person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")), batch_size=2, chunk_size=2)
+    second_started, caller = threading.Event(), threading.current_thread()
+    threads, calls = set(), []
+
+    def runner(image, audio):
+        threads.add(threading.current_thread())
+        calls.append(len(image))
+        if len(calls) == 2:
+            second_started.set()
+        return image[:, :3]
+
+    generator.runner = runner
+    features = np.load(person / "aud_ave.npy")
+    job = Job(num_frames=6, fps=25.0, audio=np.zeros(3840, np.float32), sample_rate=16000, features=FrameFeatures("ave", 25.0, features))
+    blocks = generator.generate(job, [Chunk(0, 2), Chunk(2, 2), Chunk(4, 2)])
+    first = next(blocks)
+    assert second_started.wait(timeout=20), "the network waited for the caller"
+    rest = list(blocks)
+    assert [len(b) for b in [first, *rest]] == [2, 2, 2] and calls == [2, 2, 2]
+    assert caller not in threads
+
+
+def test_a_network_error_reaches_the_caller(tmp_path):
+    person = make_person(tmp_path / "person", frames=4)
+    generator = SyncTalk2DGenerator(person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")), batch_size=2)
+
+    def runner(image, audio):
+        raise RuntimeError("out of memory in the network")
+
+    generator.runner = runner
+    features = np.load(person / "aud_ave.npy")
+    job = Job(num_frames=4, fps=25.0, audio=np.zeros(2560, np.float32), sample_rate=16000, features=FrameFeatures("ave", 25.0, features))
+    with pytest.raises(RuntimeError, match="out of memory in the network"):
+        list(generator.generate(job, [Chunk(0, 4)]))
+
+
+def test_an_export_for_another_audio_mode_is_refused_in_one_line(tmp_path):
+    runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 16, 16], "ave")
+    with pytest.raises(WeightsError, match=r"unet.onnx takes audio windows of shape \(32, 32, 32\) \(the hubert audio mode\), not \(32, 16, 16\) for ave"):
+        runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 32, 32], "ave")
