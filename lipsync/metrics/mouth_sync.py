@@ -182,12 +182,12 @@ def _voice_activity(vad, wave: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 def _phone_scores(result: MouthSync, opening: np.ndarray, wave: np.ndarray, text: str, fps: float) -> None:
     """Bilabial closure and open-vowel opening from the transcript force-aligned to the audio."""
-    from lipsync.audio.phones import PhoneAnalyzer
+    from lipsync.audio.phones import PhoneAnalyzer, transcript_words
 
     analyzer = PhoneAnalyzer()
     analyzer.check()
     try:
-        phones = analyzer.align(wave, text)
+        phones, _ = analyzer.align(wave, transcript_words(text))
     except ValueError as err:
         result.notes.append(f"the transcript could not be aligned to the audio ({err}): no bilabial scores")
         return
