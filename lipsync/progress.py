@@ -5,6 +5,8 @@ keeps warnings.
 """
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +22,23 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+class StderrHandler(logging.StreamHandler):
+    """A log handler that writes to whatever ``sys.stderr`` is when a record comes. Hydra
+    configures logging once per run; a stream bound then (a test's capture, a redirected job)
+    may be closed by the time a library logs, and writing to it kills the interpreter at exit."""
+
+    def __init__(self, stream=None):  # ``stream`` is accepted for dictConfig and ignored
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 class _Count(MofNCompleteColumn):
