@@ -409,7 +409,7 @@ def test_no_face_in_the_image_exits_2_with_one_line(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     blank = tmp_path / "wall.png"
     cv2.imwrite(str(blank), np.full((200, 200, 3), 90, np.uint8))
-    code = cli.main(["quiet=true", "hydra.run.dir=run", f"input.image={blank}", f"input.audio={SPEECH}", "output.path=out.mp4"])
+    code = cli.main(["quiet=true", f"input.image={blank}", f"input.audio={SPEECH}", "output.path=out.mp4"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert any("no face found" in line for line in err)

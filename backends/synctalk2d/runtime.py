@@ -19,6 +19,7 @@ remember the choice per CPU, thread count and network (``<cache>/probe/*.json``)
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,10 +188,30 @@ def quantize_unet(fp32_path: Path, out_path: Path, calibration: Calibration) -> 
     return out_path
 
 
+def _import_nncf():
+    """NNCF, its log handler writing to the stderr of the moment: at import it binds the sys.stdout
+    of that moment, which may be closed by the time it logs (a redirected run, a test's capture),
+    and a flush on it then takes the process down."""
+    import nncf
+
+    from lipsync.progress import StderrHandler
+
+    logger = logging.getLogger("nncf")
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
+            replacement = StderrHandler()
+            replacement.setLevel(handler.level)
+            replacement.setFormatter(handler.formatter)
+            logger.addHandler(replacement)
+    return nncf
+
+
 def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration) -> Path:
     """NNCF post-training int8 quantisation (mixed preset: asymmetric activations) to an IR pair."""
-    import nncf
     import openvino as ov
+
+    nncf = _import_nncf()
 
     batches = [{"image": image, "audio": audio} for image, audio in calibration()]
     if not batches:
