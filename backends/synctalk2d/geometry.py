@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lipsync.compose.warp import clip_box
+
 CANVAS = 328
 BORDER = 4
 INNER = CANVAS - 2 * BORDER  # 320
@@ -41,14 +43,6 @@ def crop_box(lms: np.ndarray) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of the square mouth crop from 110-point landmarks."""
     x0, x1, y0 = int(lms[LEFT_POINT][0]), int(lms[RIGHT_POINT][0]), int(lms[TOP_POINT][1])
     return x0, y0, x1, y0 + (x1 - x0)
-
-
-def clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """The part of ``box`` inside an image of ``shape`` (upstream's numpy slicing truncates the far
-    edges the same way; a negative near edge, which breaks upstream, is clipped to 0)."""
-    x0, y0, x1, y1 = box
-    h, w = shape[:2]
-    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
 def valid_box(box: tuple[int, int, int, int], shape: tuple[int, ...], minimum: int = 8) -> bool:

@@ -33,6 +33,14 @@ def region(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> B
     return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
 
 
+def clip_box(box: Box, shape: tuple[int, ...]) -> Box:
+    """The part of ``box`` inside an image of ``shape`` (upstream's numpy slicing truncates the far
+    edges the same way; a negative near edge, which breaks upstream, is clipped to 0)."""
+    x0, y0, x1, y1 = box
+    h, w = shape[:2]
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+
+
 def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps ``(map_x, map_y)`` float32 of the box's size: output pixel (x, y) of the box
     reads the source at ``(map_x, map_y)`` (full-image coordinates), so that each ``src[i]`` is
