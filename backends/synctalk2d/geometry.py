@@ -62,7 +62,9 @@ class Crop:
 
 def crop(frame: np.ndarray, box: tuple[int, int, int, int], interpolation: int = cv2.INTER_CUBIC) -> Crop:
     """Cut ``box`` out of ``frame`` and resize it to the 328 canvas (inference uses bicubic;
-    upstream training ends up with bilinear, see ``training``)."""
+    upstream training ends up with bilinear, see ``training``). The box is clipped to the frame:
+    upstream's slicing truncates the far edges the same way; a negative near edge, which breaks
+    upstream, is clipped to 0."""
     box = clip_box(box, frame.shape)
     x0, y0, x1, y1 = box
     canvas = cv2.resize(frame[y0:y1, x0:x1], (CANVAS, CANVAS), interpolation=interpolation)

@@ -27,15 +27,14 @@ def region(points: np.ndarray, shape: tuple[int, ...], margin: float = 0.0) -> B
     """The integer box around ``points`` grown by ``margin`` pixels, clipped to an image of
     ``shape`` (H, W, ...)."""
     points = np.asarray(points)[:, :2]
-    height, width = shape[:2]
     x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
     x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int) + 1
-    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    return clip_box((x0, y0, x1, y1), shape)
 
 
 def clip_box(box: Box, shape: tuple[int, ...]) -> Box:
-    """The part of ``box`` inside an image of ``shape`` (upstream's numpy slicing truncates the far
-    edges the same way; a negative near edge, which breaks upstream, is clipped to 0)."""
+    """The part of ``box`` inside an image of ``shape`` (H, W, ...): what numpy slicing would cut
+    at the far edges, with a negative near edge clipped to 0 as well."""
     x0, y0, x1, y1 = box
     h, w = shape[:2]
     return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
