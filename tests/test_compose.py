@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lipsync.compose.blend import blend, paste
+from lipsync.compose.blend import blend, edge_feather, paste
 from lipsync.compose.masks import ellipse_mask, feather_mask, polygon_mask, smoothstep
-from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map, triangulate
+from lipsync.compose.warp import clip_box, piecewise_affine_map, region, remap_region, similarity_map, triangulate
 
 
 def grid_points(n: int = 5, size: float = 40.0) -> np.ndarray:
@@ -87,3 +87,28 @@ def test_blend_and_paste_leave_untouched_pixels_exact():
     frame = base.copy()
     paste(frame, (1, 1, 3, 3), np.zeros((2, 2, 3), np.uint8))
     assert (frame[1:3, 1:3] == 0).all() and np.array_equal(frame[4:], base[4:])
+
+
+def test_edge_feather_ramps_from_pixel_centres_and_skips_open_sides():
+    weights = edge_feather(10, 12, ramp=4)
+    assert weights.dtype == np.float32 and weights.shape == (12, 10)
+    np.testing.assert_array_equal(weights[6, :5], [0.125, 0.375, 0.625, 0.875, 1.0])  # (x + 0.5) / 4
+    np.testing.assert_array_equal(weights[6], weights[6, ::-1])  # the far edge ramps alike
+    assert weights[0, 5] == 0.125 and weights[0, 0] == 0.125  # the nearer edge decides
+    left_open = edge_feather(10, 12, ramp=4, open_sides=(True, False, False, False))
+    np.testing.assert_array_equal(left_open[6, :5], 1.0)
+    np.testing.assert_array_equal(left_open[6, 5:], weights[6, 5:])
+
+
+def test_edge_feather_inset_and_smooth_ramp():
+    inset = edge_feather(12, 12, ramp=2, inset=1.5)
+    np.testing.assert_array_equal(inset[6, :4], [0.0, 0.0, 0.5, 1.0])  # the edge on pixel 1's centre
+    smooth = edge_feather(12, 12, ramp=4, smooth=True)
+    linear = edge_feather(12, 12, ramp=4)
+    np.testing.assert_allclose(smooth, smoothstep(0.0, 1.0, linear), rtol=0, atol=0)
+    assert smooth[6, 0] < linear[6, 0] and smooth[6, 2] > linear[6, 2]  # eases in and out
+
+
+def test_clip_box_keeps_the_part_inside_the_image():
+    assert clip_box((-3, 2, 50, 70), (60, 40, 3)) == (0, 2, 40, 60)
+    assert clip_box((5, 6, 7, 8), (60, 40)) == (5, 6, 7, 8)

@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from lipsync.compose.blend import paste
-from lipsync.compose.warp import Box
+from lipsync.compose.blend import edge_feather, paste
+from lipsync.compose.warp import Box, clip_box
 
 
 def crop_box(face_xyxy: Sequence[float], expand_ratio: float, width: int, height: int) -> Box:
@@ -88,11 +88,6 @@ def shift_box(face_xyxy: Sequence[float], box: Box) -> tuple[float, float, float
     return (min(max(fx0 - x0, 0), w), min(max(fy0 - y0, 0), h), min(max(fx1 - x0, 0), w), min(max(fy1 - y0, 0), h))
 
 
-def clip_box(box: Box, width: int, height: int) -> Box:
-    x0, y0, x1, y1 = box
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-
-
 class PasteBack:
     """Puts animated crops back into the photo they were cut from, feathering the seam.
 
@@ -103,11 +98,10 @@ class PasteBack:
     def __init__(self, photo: np.ndarray, box: Box, feather: float = 0.08):
         height, width = photo.shape[:2]
         self.photo = photo
-        self.box = clip_box(box, width, height)
+        self.box = clip_box(box, photo.shape)
         x0, y0, x1, y1 = self.box
         ramp = max(1, int(round(feather * min(x1 - x0, y1 - y0))))
-        self.alpha = _feather_alpha(x1 - x0, y1 - y0, ramp,
-                                    open_sides=(x0 == 0, y0 == 0, x1 == width, y1 == height))
+        self.alpha = edge_feather(x1 - x0, y1 - y0, ramp, open_sides=(x0 == 0, y0 == 0, x1 == width, y1 == height))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8 generated frames -> ``(n, H, W, 3)`` photos with them pasted in."""
@@ -117,13 +111,3 @@ class PasteBack:
             paste(target, self.box, resize(frame, (x1 - x0, y1 - y0)), self.alpha)
         return out
 
-
-def _feather_alpha(width: int, height: int, ramp: int, open_sides: tuple[bool, bool, bool, bool]) -> np.ndarray:
-    """``(h, w, 1)`` weights: 1 inside, falling linearly to 0 over ``ramp`` pixels toward each
-    side that is not on the photo border (left, top, right, bottom)."""
-    left, top, right, bottom = open_sides
-    xs, ys = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
-    big = np.float32(ramp)
-    wx = np.minimum(np.where(left, big, xs + 0.5), np.where(right, big, width - xs - 0.5)) / big
-    wy = np.minimum(np.where(top, big, ys + 0.5), np.where(bottom, big, height - ys - 0.5)) / big
-    return np.clip(np.minimum(wy[:, None], wx[None, :]), 0, 1)[..., None]

@@ -30,6 +30,7 @@ from backends.sonic.models import (
     read_config,
 )
 from backends.sonic.sampler import VAE_SCALE, SamplerSettings, SamplingInputs, WindowPlan, chunks, make_scheduler, sample
+from lipsync.compose.warp import clip_box
 from lipsync.errors import ConfigError, InputError
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 from lipsync.weights import require
@@ -144,7 +145,7 @@ class SonicGenerator(Generator):
         """Crop, working size, reference picture and face mask for ``image`` with ``face``."""
         height, width = image.shape[:2]
         if self.crop:
-            box = crop.clip_box(crop.crop_box(face.box, self.expand_ratio, width, height), width, height)
+            box = clip_box(crop.crop_box(face.box, self.expand_ratio, width, height), (height, width))
         else:
             box = (0, 0, width, height)
         x0, y0, x1, y1 = box

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lipsync.compose.blend import blend, edge_feather
 from lipsync.compose.warp import clip_box
 
 CANVAS = 328
@@ -94,13 +95,9 @@ def pred_to_uint8(pred: np.ndarray) -> np.ndarray:
 
 def feather_mask(width: float) -> np.ndarray:
     """Blend weights on the 328 canvas: 1 in the middle, easing to 0 over ``width`` (a fraction
-    of the canvas) toward the generated square's edges; float32 ``(328, 328)``."""
-    ramp = max(1.0, width * CANVAS)
-    index = np.arange(CANVAS, dtype=np.float32)
-    edge = np.minimum(index - BORDER, CANVAS - BORDER - 1 - index)  # distance into the inner square
-    line = np.clip((edge + 1) / ramp, 0.0, 1.0)
-    line = line * line * (3 - 2 * line)  # smoothstep: no visible seam where the ramp ends
-    return np.minimum(line[:, None], line[None, :])
+    of the canvas) toward the generated square's edges; float32 ``(328, 328)``. The ramp ends at
+    the centre of the border's innermost pixel, so the first generated pixel already counts."""
+    return edge_feather(CANVAS, CANVAS, max(1.0, width * CANVAS), inset=BORDER - 0.5, smooth=True)
 
 
 def paste(
@@ -124,9 +121,7 @@ def paste(
     back = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_CUBIC)
     original = frame[y0:y1, x0:x1]
     if feather is not None:
-        alpha = cv2.resize(feather, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
-        mixed = original + alpha * (back.astype(np.float32) - original)
-        back = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+        back = blend(original, back, cv2.resize(feather, (w, h), interpolation=cv2.INTER_LINEAR))
     if keep is not None:
         back[keep] = original[keep]
     frame[y0:y1, x0:x1] = back
