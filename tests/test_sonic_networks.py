@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from backends.sonic import crop, models
-from backends.sonic.audio import TOKEN_WINDOW, WindowSpec, frame_windows
+from backends.sonic.audio import BUCKET_WINDOW, TOKEN_WINDOW
 from backends.sonic.sampler import SVD_XT_SCHEDULER, WindowPlan
 from backends.sonic.unet import build_unet
+from lipsync.audio.windows import frame_windows
 from lipsync.conformance import read_json
 from lipsync.errors import WeightsError
 from lipsync.weights import load_into, meta_state_dict
@@ -91,10 +92,13 @@ def test_clip_remap_drops_the_legacy_position_ids():
 
 def test_windows_are_zero_outside_the_audio():
     states = torch.arange(1, 21, dtype=torch.float32)[:, None]  # 20 states, value = index + 1
-    windows = frame_windows(states, [0, 4], WindowSpec(width=10, lead=4), valid=18)
+    valid = 18  # Sonic's 2 * audio_len: the generator windows states[:valid]
+    windows = frame_windows(states[:valid], [0, 4], TOKEN_WINDOW)
     assert windows[0, :4].eq(0).all() and windows[0, 4:, 0].tolist() == [1, 2, 3, 4, 5, 6]
     assert windows[1, :, 0].tolist() == [13, 14, 15, 16, 17, 18, 0, 0, 0, 0]  # states 18, 19 are past `valid`
-    assert frame_windows(states, range(3), TOKEN_WINDOW, valid=20).shape == (3, 10, 1)
+    assert frame_windows(states, range(3), TOKEN_WINDOW).shape == (3, 10, 1)
+    buckets = frame_windows(states, [1], BUCKET_WINDOW)[0, :, 0]  # states 4 - 24 .. 4 + 25
+    assert buckets.shape == (50,) and buckets[:20].eq(0).all() and buckets[20:40].tolist() == list(range(1, 21))
 
 
 def test_window_plan_shorter_clip_wraps():

@@ -1,7 +1,7 @@
 """The audio context of each video frame: a window of Whisper encoder states (upstream
 ``Audio2Feature.get_sliced_feature``).
 
-Frame ``i`` at ``fps`` sits at state ``c = int(i * 50 / fps)``; its window is the states
+Frame ``i`` at ``fps`` sits at state ``c = floor(i * 50 / fps)``; its window is the states
 ``c - 2*left .. c + 2*right + 1`` (clamped to the clip), every layer's state of each, flattened
 to ``(window * layers, d)`` tokens: 10 x 5 = 50 tokens of 384 for whisper-tiny and ``[2, 2]``.
 """
@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lipsync.audio import windows
 from lipsync.audio.whisper import STATE_RATE
 
 
@@ -26,13 +27,16 @@ def upstream_frame_count(num_states: int, fps: float = 25.0) -> int:
     return i + 1
 
 
+def window_rule(fps: float = 25.0, context: Sequence[int] = (2, 2)) -> windows.WindowRule:
+    """Frame ``i``'s window: ``2 * left`` states before its own and ``2 * right + 1`` after, the
+    clip's first or last state repeated past its ends."""
+    return windows.WindowRule.at(STATE_RATE, fps, before=2 * context[0], width=2 * (context[0] + context[1] + 1), edge="clamp")
+
+
 def window_indices(frames: Sequence[int] | np.ndarray, length: int, fps: float = 25.0,
                    context: Sequence[int] = (2, 2)) -> np.ndarray:
     """``(n, 2 * (left + right + 1))`` int64 state indices of each frame's window."""
-    frames = np.asarray(frames, dtype=np.int64)
-    centers = np.array([int(i * STATE_RATE / fps) for i in frames], dtype=np.int64)
-    offsets = np.arange(-2 * context[0], 2 * (context[1] + 1), dtype=np.int64)
-    return np.clip(centers[:, None] + offsets[None, :], 0, length - 1)
+    return np.clip(window_rule(fps, context).positions(frames), 0, length - 1)
 
 
 def frame_windows(states, frames: Sequence[int] | np.ndarray, fps: float = 25.0,
@@ -42,8 +46,4 @@ def frame_windows(states, frames: Sequence[int] | np.ndarray, fps: float = 25.0,
     ``states``: ``(T, layers, d)`` at 50 per second, a tensor or anything sliceable like one
     (``lipsync.audio.whisper.WhisperStates`` computes only the slice asked for).
     """
-    indices = window_indices(frames, len(states), fps, context)
-    lo, hi = int(indices.min()), int(indices.max()) + 1
-    block = states[lo:hi]
-    gathered = block[torch.from_numpy(indices - lo)]  # (n, window, layers, d)
-    return gathered.flatten(1, 2)
+    return windows.frame_windows(states, frames, window_rule(fps, context)).flatten(1, 2)

@@ -1,18 +1,19 @@
 """Sonic's audio side: whisper-tiny states -> per-frame windows -> audio tokens and motion buckets.
 
 Whisper-tiny runs at 50 states per second; Sonic's video runs at 12.5 fps, so frame ``i`` owns
-states ``4i .. 4i+3`` (``stride``). Each frame gets two windows centred on it, zero outside the
-audio: 10 steps of all 5 stacked encoder states (the embedding output and the 4 layers, the last
-after the final LayerNorm) for ``audio2token``, and 50 steps of the last state for
-``audio2bucket``, which predicts the two motion-bucket values of the SVD micro-conditioning.
+states ``4i .. 4i+3``. Each frame gets two windows centred on it (``lipsync.audio.windows``
+rules), zero outside the audio: 10 steps of all 5 stacked encoder states (the embedding output and
+the 4 layers, the last after the final LayerNorm) for ``audio2token``, and 50 steps of the last
+state for ``audio2bucket``, which predicts the two motion-bucket values of the SVD
+micro-conditioning. Only the first ``2 * audio_len`` states count as audio (``audio_units``).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from lipsync.audio.windows import WindowRule
 
 SAMPLES_PER_UNIT = 640  # Sonic measures audio in 40 ms units of 16 kHz samples (25 per second)
 STATES_PER_UNIT = 2  # whisper: 50 states per second
@@ -67,37 +68,12 @@ def bucket_values(raw: torch.Tensor, dynamic_scale: float = 1.0) -> torch.Tensor
     return (raw * 16 + 16) * dynamic_scale
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    """Per-frame windows over the 50 Hz whisper states.
-
-    stride: states per video frame (``2 * step``; step 2 -> 12.5 fps). Frame ``i``'s window
-    starts at state ``stride * i - lead`` and is ``width`` states long.
-    """
-
-    width: int
-    lead: int
-    stride: int = 4
-
-
-TOKEN_WINDOW = WindowSpec(width=10, lead=4)
-BUCKET_WINDOW = WindowSpec(width=50, lead=24)
+# Frame i owns states 4i .. 4i+3 at Sonic's step 2 (12.5 fps); the conformance fixtures vary the step.
+TOKEN_WINDOW = WindowRule(step=2 * STATES_PER_UNIT, before=4, width=10)
+BUCKET_WINDOW = WindowRule(step=2 * STATES_PER_UNIT, before=24, width=50)
 
 
 def audio_units(num_samples: int) -> int:
     """Sonic's ``audio_len``: whole 40 ms units of 16 kHz audio."""
     return num_samples // SAMPLES_PER_UNIT
 
-
-def frame_windows(states: torch.Tensor, frames: torch.Tensor | range, spec: WindowSpec, valid: int) -> torch.Tensor:
-    """The windows of the given video frames over ``states`` ``(T, ...)``: ``(len(frames), width, ...)``.
-
-    Only the first ``valid`` states count as audio (Sonic keeps ``2 * audio_len``); positions
-    before 0 or from ``valid`` on read as zeros.
-    """
-    frames = torch.as_tensor(list(frames) if isinstance(frames, range) else frames, device=states.device)
-    positions = frames[:, None] * spec.stride - spec.lead + torch.arange(spec.width, device=states.device)
-    inside = (positions >= 0) & (positions < min(valid, states.shape[0]))
-    picked = states[positions.clamp(0, max(min(valid, states.shape[0]) - 1, 0))]
-    inside = inside.reshape(inside.shape + (1,) * (states.ndim - 1))
-    return torch.where(inside, picked, torch.zeros((), dtype=states.dtype, device=states.device))

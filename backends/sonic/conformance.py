@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from backends.sonic import audio as sonic_audio
 from backends.sonic import crop
-from backends.sonic.audio import AudioToBucket, AudioToTokens, WindowSpec, bucket_values, frame_windows
+from backends.sonic.audio import AudioToBucket, AudioToTokens, bucket_values
 from backends.sonic.sampler import (
     VAE_SCALE,
     SamplerSettings,
@@ -23,6 +24,7 @@ from backends.sonic.sampler import (
     sample,
 )
 from backends.sonic.unet import build_unet
+from lipsync.audio.windows import frame_windows
 from lipsync.conformance import Fixture, manifest, parity
 from lipsync.weights import load_into, manifest_problems, strip_prefix
 
@@ -75,8 +77,8 @@ def audio_windows(fx: Fixture) -> dict:
     stride = sonic_audio.STATES_PER_UNIT * int(cfg["step"])
     valid = sonic_audio.STATES_PER_UNIT * int(cfg["audio_len"])
     frames = range(int(cfg["frames"]))
-    tokens = frame_windows(fx.inputs["hidden_states"][0], frames, _stride(sonic_audio.TOKEN_WINDOW, stride), valid)
-    buckets = frame_windows(fx.inputs["last_state"][0], frames, _stride(sonic_audio.BUCKET_WINDOW, stride), valid)
+    tokens = frame_windows(fx.inputs["hidden_states"][0][:valid], frames, replace(sonic_audio.TOKEN_WINDOW, step=stride))
+    buckets = frame_windows(fx.inputs["last_state"][0][:valid], frames, replace(sonic_audio.BUCKET_WINDOW, step=stride))
     part = cfg["bucket_part"]
     motion = bucket_values(fx.inputs["bucket_raw"], float(part["dynamic_scale"]))
     plan = WindowPlan(int(part["N"]), int(part["frames_per_batch"]), int(part["overlap"]), int(part["shift_offset"]))
@@ -202,10 +204,6 @@ def _scale_range(args: dict, which: str) -> tuple[float, float]:
     return low, high
 
 
-def _stride(spec: WindowSpec, stride: int) -> WindowSpec:
-    return WindowSpec(spec.width, spec.lead, stride)
-
-
 def _with_prefix(weights: dict, prefix: str) -> dict:
     return strip_prefix({k: v for k, v in weights.items() if k.startswith(prefix)}, prefix)
 
@@ -266,7 +264,7 @@ def _pipeline_settings(fx: Fixture) -> tuple[dict, dict]:
     settings.update({renamed.get(k, k): v for k, v in called.items() if k not in ("height", "width", "num_frames")})
     if called.get("max_guidance_scale2", settings["audio_guidance_scale"]) != settings["audio_guidance_scale"]:
         raise ValueError("fixture ramps the audio guidance; the generator keeps it constant (as sonic.py does)")
-    fixed = {"fps": FPS, "step": TOKEN_WINDOW.stride // STATES_PER_UNIT, "noise_aug_strength": 0.0,
+    fixed = {"fps": FPS, "step": int(TOKEN_WINDOW.step) // STATES_PER_UNIT, "noise_aug_strength": 0.0,
              "i2i_noise_strength": 1.0, "use_interframe": False}
     for name, value in fixed.items():
         if name in settings and settings[name] != value:

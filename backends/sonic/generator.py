@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from backends.sonic import crop
-from backends.sonic.audio import BUCKET_WINDOW, TOKEN_WINDOW, STATES_PER_UNIT, audio_units, bucket_values, frame_windows
+from backends.sonic.audio import BUCKET_WINDOW, TOKEN_WINDOW, STATES_PER_UNIT, audio_units, bucket_values
 from backends.sonic.config import CHECKPOINTS
 from backends.sonic.models import (
     load_audio2bucket,
@@ -30,6 +30,7 @@ from backends.sonic.models import (
     read_config,
 )
 from backends.sonic.sampler import VAE_SCALE, SamplerSettings, SamplingInputs, WindowPlan, chunks, make_scheduler, sample
+from lipsync.audio.windows import frame_windows
 from lipsync.compose.warp import clip_box
 from lipsync.errors import ConfigError, InputError
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
@@ -204,7 +205,7 @@ class SonicGenerator(Generator):
         uncond = self.audio2token(zero_window)[0, 0]
 
         def audio_tokens(frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-            windows = frame_windows(states, frames, TOKEN_WINDOW, valid).to(device)
+            windows = frame_windows(states[:valid], frames, TOKEN_WINDOW).to(device)
             return self.audio2token(windows[None])[0], uncond.expand(len(frames), -1, -1)
 
         mask = torch.from_numpy(framing.mask)[None, None]
@@ -242,7 +243,7 @@ class SonicGenerator(Generator):
         last = states[:, -1:]
         out = []
         for frames in chunks(num_frames, 256):
-            windows = frame_windows(last, frames, BUCKET_WINDOW, valid).to(self.device)
+            windows = frame_windows(last[:valid], frames, BUCKET_WINDOW).to(self.device)
             raw = self.audio2bucket(windows[None], clip_embeds.expand(len(frames), -1))
             out.append(raw[0].reshape(len(frames), -1))
         return bucket_values(torch.cat(out), self.dynamic_scale)

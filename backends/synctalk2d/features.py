@@ -8,22 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from backends.synctalk2d.networks import AUDIO_MODES, FRAMES_PER_WINDOW
+from lipsync.audio.windows import WindowRule, frame_windows
 
 
 def audio_windows(features: np.ndarray, indices, shape: tuple[int, ...], rows: int = FRAMES_PER_WINDOW) -> np.ndarray:
     """Windows of ``rows`` feature rows centred on each frame of ``indices``, each reshaped to
     ``shape``: float32 ``(len(indices),) + shape``."""
-    features = np.asarray(features, dtype=np.float32)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    half = rows // 2
-    lowest = int(indices.min(initial=0)) - half
-    highest = int(indices.max(initial=0)) - half + rows
-    before, after = max(0, -lowest), max(0, highest - len(features))
-    padded = np.concatenate(
-        [np.zeros((before,) + features.shape[1:], np.float32), features, np.zeros((after,) + features.shape[1:], np.float32)]
-    )
-    take = (indices[:, None] - half + before) + np.arange(rows)[None, :]
-    return padded[take].reshape((len(indices),) + tuple(shape))
+    rule = WindowRule(step=1, before=rows // 2, width=rows, edge="zero")
+    windows = frame_windows(np.asarray(features, dtype=np.float32), np.asarray(indices).reshape(-1), rule)
+    return windows.reshape((len(windows),) + tuple(shape))
 
 
 def unet_audio(features: np.ndarray, indices, mode: str) -> np.ndarray:
