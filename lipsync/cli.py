@@ -20,13 +20,14 @@ import threading
 import traceback
 from pathlib import Path
 
-from lipsync.errors import ConfigError, Interrupted, LipsyncError
+from lipsync.errors import ConfigError, Interrupted, LipsyncError, report
 
 # Hydra flags that take no composition of ours: pass them straight through.
 _HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--resolve",
                 "--shell-completion", "-sc", "--package", "-p", "--config-path", "-cp",
                 "--config-name", "-cn", "--config-dir", "-cd")
 _MULTIRUN = ("-m", "--multirun")
+PROG = "lipsync"
 _failures: list[str] = []
 
 
@@ -35,15 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(arg.replace(" ", "").lower() in ("verbose=true", "verbose=1", "+verbose=true") for arg in argv)
     if any(arg.split("=", 1)[0] == "--experimental-rerun" for arg in argv):
         # Hydra would unpickle the file: running whatever code it holds.
-        return _report(ConfigError("--experimental-rerun is not supported (it unpickles a file); run the command again instead"))
+        return report(ConfigError("--experimental-rerun is not supported (it unpickles a file); run the command again instead"), PROG)
     handles_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if handles_signals else None
     try:
         return _dispatch(argv, verbose)
     except LipsyncError as err:
-        if verbose:  # the traceback as well; the exit code stays the user-error one
-            traceback.print_exc()
-        return _report(err)
+        return report(err, PROG, verbose)
     except (KeyboardInterrupt, Interrupted) as err:
         if verbose:
             traceback.print_exc()
@@ -272,9 +271,7 @@ def _task(cfg) -> dict | None:
             reporter=Reporter(quiet=quiet),
         )
     except LipsyncError as err:
-        if cfg.verbose:
-            traceback.print_exc()
-        code = _report(err, prefix=f"job {runtime.job.num}: " if multirun else "")
+        code = report(err, PROG, cfg.verbose, prefix=f"job {runtime.job.num}: " if multirun else "")
         if multirun:
             _failures.append(str(err))
             return {"error": str(err)}  # for metrics.json (lipsync.metrics.record)
@@ -295,11 +292,6 @@ def record_inputs(cfg, output: Path, folder: Path) -> None:
 
 def _absolute(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path and Path(path).exists() else path
-
-
-def _report(err: LipsyncError, prefix: str = "") -> int:
-    print(f"lipsync: error: {prefix}{err}", file=sys.stderr)
-    return err.exit_code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Errors the user can fix. The CLI reports them as one line and exits with code 2."""
+"""Errors the user can fix. Every console command reports them as one line and exits with code 2."""
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable
 
 
 class LipsyncError(Exception):
@@ -39,3 +44,20 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (library errors can span many lines)."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def report(err: LipsyncError, prog: str, verbose: bool = False, prefix: str = "") -> int:
+    """Tell the user: ``prog: error: <what is wrong>`` on stderr, the traceback first when
+    ``verbose``; returns the error's exit code (2), verbose or not. Call it in the ``except``."""
+    if verbose:
+        traceback.print_exc()
+    print(f"{prog}: error: {prefix}{err}", file=sys.stderr)
+    return err.exit_code
+
+
+def run_command(prog: str, work: Callable[[], int], verbose: bool = False) -> int:
+    """A console command's exit code: ``work()``'s, or a LipsyncError's after ``report``."""
+    try:
+        return work()
+    except LipsyncError as err:
+        return report(err, prog, verbose)

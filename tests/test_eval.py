@@ -183,7 +183,7 @@ def test_eval_bad_input_is_one_line(tmp_path, capsys):
         writer.write(np.full((25, 64, 64, 3), 90, np.uint8))
     out = tmp_path / "scores.json"
     assert eval_cli.main([str(blank), "--json", str(out), "-q"]) == 2
-    assert one_error_line(capsys).startswith(f"error: no face found in {blank}")
+    assert one_error_line(capsys).startswith(f"lipsync-eval: error: no face found in {blank}")
     assert not out.exists()
     mute = tmp_path / "mute.mp4"
     with VideoWriter(mute, FPS) as writer:

@@ -34,14 +34,20 @@ def _one_error_line(capsys) -> str:
 
 def test_missing_video(evaluate, capsys, tmp_path):
     assert evaluate([str(tmp_path / "nope.mp4")]) == 2
-    assert _one_error_line(capsys) == f"error: video file not found: {tmp_path / 'nope.mp4'}"
+    assert _one_error_line(capsys) == f"lipsync-eval: error: video file not found: {tmp_path / 'nope.mp4'}"
+
+
+def test_verbose_adds_the_traceback_and_keeps_exit_code_2(evaluate, capsys, tmp_path):
+    assert evaluate([str(tmp_path / "nope.mp4"), "-v"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1] == f"lipsync-eval: error: video file not found: {tmp_path / 'nope.mp4'}"
 
 
 def test_corrupt_video(evaluate, capsys, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(np.random.default_rng(1).bytes(4096))
     assert evaluate([str(bad)]) == 2
-    assert _one_error_line(capsys).startswith(f"error: cannot read video {bad}")
+    assert _one_error_line(capsys).startswith(f"lipsync-eval: error: cannot read video {bad}")
 
 
 def test_missing_weights_names_the_download_command(evaluate, capsys, clip):

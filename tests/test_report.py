@@ -164,3 +164,9 @@ def test_report_bad_folder_is_one_line(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("lipsync-report: error:")
     assert not (folder / "report.csv").exists()
+
+
+def test_report_verbose_shows_the_traceback_and_keeps_exit_code_2(tmp_path, capsys):
+    assert report.main([str(tmp_path / "nowhere"), "-v"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1].startswith("lipsync-report: error:")

@@ -140,4 +140,4 @@ def test_tools_exit_2_with_one_line(tmp_path):
     for name, command in runs.items():
         done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)  # Hydra's run folder lands there
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (name, done.stderr)
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"synctalk2d_{name}.py: error:"), (name, done.stderr)

@@ -144,7 +144,10 @@ def test_cli_lists_and_reports_errors(fake_registry, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights_cli(["download", "demo.other"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot download") and err.count("\n") == 1
+    assert err.startswith("lipsync-weights: error: cannot download") and err.count("\n") == 1
+    assert weights_cli(["-v", "download", "demo.other"]) == 2  # verbose: the traceback too, the same exit code
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):" and err[-1].startswith("lipsync-weights: error: cannot download")
     assert weights_cli(["download", "nothing"]) == 2
 
 

@@ -30,15 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="where onnxruntime runs the check: cpu or cuda")
     args = parser.parse_args(argv)
 
-    from lipsync.errors import ConfigError, LipsyncError
+    from lipsync.errors import ConfigError, LipsyncError, report
 
     try:
         if args.int8 and (args.model != "unet" or not args.person):
             raise ConfigError("--int8 applies to the unet and needs --person PERSON_DIR for calibration")
         difference = _export_unet(args) if args.model == "unet" else _export_ave(args)
     except LipsyncError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err, parser.prog)
     label = "output PSNR vs PyTorch fp32" if args.int8 else "max abs diff vs PyTorch"
     print(f"wrote {args.out}; {label}: {difference:.3g}{' dB' if args.int8 else ''}")
     return 0

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from backends.synctalk2d.prepare import prepare_person
-    from lipsync.errors import LipsyncError
+    from lipsync.errors import LipsyncError, report
     from lipsync.progress import Reporter
 
     reporter = Reporter()
@@ -39,11 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             args.ave_checkpoint, args.hubert_dir, args.device, args.quality, reporter,
         )  # fmt: skip
     except LipsyncError as err:
-        if args.verbose:
-            raise
         reporter.close()
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err, parser.prog, args.verbose)
     reporter.summary(person=person.root, frames=f"{len(person)} at 25 fps ({len(person) / 25:.1f} s)", size=f"{person.width}x{person.height}")
     return 0
 

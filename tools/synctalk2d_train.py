@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 import backends.synctalk2d.config  # noqa: F401  (registers synctalk2d_train_schema)
 
 _exit_code = 0
+PROG = Path(__file__).name
 
 
 @hydra.main(config_path=str(Path(__file__).resolve().parent / "conf" / "train"), config_name="synctalk2d", version_base="1.3")
@@ -28,22 +29,20 @@ def _train(cfg: DictConfig) -> None:
     global _exit_code
     from backends.synctalk2d.training import train_person
     from lipsync.config import config_error_line
-    from lipsync.errors import LipsyncError
+    from lipsync.errors import ConfigError, LipsyncError, report
     from lipsync.progress import Reporter
 
     try:
         settings = OmegaConf.to_object(cfg)
     except Exception as err:
-        print(f"error: {config_error_line(err)}", file=sys.stderr)
-        _exit_code = 2
+        _exit_code = report(ConfigError(config_error_line(err)), PROG)
         return
     reporter = Reporter(quiet=settings.quiet)
     try:
         results = train_person(settings, reporter)
     except LipsyncError as err:
         reporter.close()
-        print(f"error: {err}", file=sys.stderr)
-        _exit_code = err.exit_code
+        _exit_code = report(err, PROG)
         return
     unet = results["unet"]
     reporter.summary(checkpoint=unet.checkpoint, steps=len(unet.losses), loss=f"{unet.losses[-1]:.4f}" if unet.losses else "-")

@@ -21,12 +21,14 @@ import math
 import sys
 from pathlib import Path
 
-from lipsync.errors import ConfigError, InputError, LipsyncError, MissingWeightsError
+from lipsync.errors import ConfigError, InputError, LipsyncError, MissingWeightsError, run_command
+
+PROG = "lipsync-eval"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="lipsync-eval",
+        prog=PROG,
         description="Lip-sync scores of videos: a weight-free mouth/speech score, LSE-D/LSE-C when SyncNet v2 "
         "weights are present, and picture quality against reference videos.",
     )
@@ -52,13 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args)
-    except LipsyncError as err:
-        if args.verbose:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+    return run_command(PROG, lambda: run(args), args.verbose)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     print_table(rows)
     if errors:
         for line in errors:
-            print(f"error: {line}", file=sys.stderr)
+            print(f"{PROG}: error: {line}", file=sys.stderr)
         return 2
     if args.json:
         summary = {name: {"clips": group, "mean": means(group)} for name, group in rows.items()}

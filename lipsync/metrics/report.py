@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lipsync.errors import InputError, LipsyncError
+from lipsync.errors import InputError, run_command
 from lipsync.metrics.record import FILENAME
 
 @dataclass
@@ -57,15 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        jobs = load_sweep(args.sweep)
-        out = args.out or args.sweep
-        written = write_report(jobs, out)
-    except LipsyncError as err:
-        if args.verbose:
-            raise
-        print(f"lipsync-report: error: {err}", file=sys.stderr)
-        return err.exit_code
+    return run_command("lipsync-report", lambda: _report(args), args.verbose)
+
+
+def _report(args: argparse.Namespace) -> int:
+    jobs = load_sweep(args.sweep)
+    written = write_report(jobs, args.out or args.sweep)
     print_table(jobs)
     failed = sum(job.failed for job in jobs)
     print(f"{len(jobs)} jobs, {failed} failed; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

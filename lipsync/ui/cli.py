@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lipsync.errors import LipsyncError
+from lipsync.errors import run_command
 
 _PASS_THROUGH = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve")
 
@@ -25,13 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     if not any(arg.split("=", 1)[0] in _PASS_THROUGH for arg in argv):
         from lipsync.api import compose_config
 
-        try:
+        def check() -> int:
             compose_config("ui", argv)
-        except LipsyncError as err:
-            if verbose:
-                raise
-            print(f"lipsync-ui: error: {err}", file=sys.stderr)
-            return err.exit_code
+            return 0
+
+        if code := run_command("lipsync-ui", check, verbose):
+            return code
     import hydra
 
     from lipsync.config import register_all

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lipsync.errors import LipsyncError
+from lipsync.errors import LipsyncError, run_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     where = commands.add_parser("path", help="print the cache path of a file")
     where.add_argument("name")
     args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except LipsyncError as err:
-        if args.verbose:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+    return run_command(parser.prog, lambda: _run(args), args.verbose)
 
 
 def _run(args: argparse.Namespace) -> int:
