@@ -32,6 +32,8 @@ def test_step_places_each_frame_on_its_own_row_exactly():
     frames = np.arange(3000)
     np.testing.assert_array_equal(rule.positions(frames)[:, 0], frames * 5 // 3)
     assert WindowRule.at(50, 12.5, before=0, width=1).step == 4
+    odd = WindowRule(step=Fraction(13, 3), before=0, width=1)  # in floating point, 231 of these frames go astray
+    np.testing.assert_array_equal(odd.positions(frames)[:, 0], frames * 13 // 3)
     assert WindowRule(step=4, before=4, width=10).positions(range(2)).tolist() == [
         list(range(-4, 6)), list(range(0, 10))]
 
