@@ -78,3 +78,13 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """The one-minute load average (NaN where the system keeps none): other work slows a benchmark."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def machine() -> str:
+    """``<CPU model>, <n> cores, load average <x>``: what a benchmark's figures were measured on."""
+    return f"{cpu_info().model}, {cores()} cores, load average {load_average():.1f}"

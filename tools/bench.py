@@ -14,7 +14,6 @@ up to more than the wall time.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from lipsync.cpu import load_average, machine  # noqa: E402
 
 SPEECH = ROOT / "assets" / "speech.wav"
 
@@ -45,18 +46,6 @@ def make_video(path: Path, seconds: float, fps: float = 25.0) -> None:
 
 
 TARGETS = {"image": 10.0, "video": 3.0}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def run_case(label: str, source: dict, overrides: dict, repeat: int, target: float) -> None:
@@ -84,7 +73,7 @@ def run_case(label: str, source: dict, overrides: dict, repeat: int, target: flo
     print(f"  best of {repeat}              {wall:6.2f} s  ->  {result.frames / wall:6.1f} fps, "
           f"real-time factor {result.duration / wall:5.2f}x (target {target:.0f}x: {result.duration / wall / target:4.2f} of it)")
     print(f"  CPU time (all threads)   {cpu:6.2f} s  ->  {cpu / result.duration:5.2f} CPU-seconds per second of video; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measuring")
+          f"load average {load_average():.1f} while measuring")
     for name, seconds in sorted(stages.items(), key=lambda item: -item[1]):
         print(f"    {name:<16} {seconds:6.2f} s  {1000 * seconds / result.frames:6.2f} ms/frame  {100 * seconds / wall:5.1f}%")
     print(f"    {'other':<16} {other:6.2f} s  {1000 * other / result.frames:6.2f} ms/frame  {100 * other / wall:5.1f}%")
@@ -97,8 +86,7 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="x264 preset (default: the config's output.preset)")
     args = parser.parse_args()
     overrides = {"output.preset": args.preset} if args.preset else {}
-    print(f"viseme backend, {os.cpu_count()} CPU cores ({cpu_model()}), load average {os.getloadavg()[0]:.1f} "
-          f"at the start, audio {SPEECH.name}"
+    print(f"viseme backend, {machine()} at the start, audio {SPEECH.name}"
           f"{', x264 preset ' + args.preset if args.preset else ''}")
     if args.source in ("image", "both"):
         run_case("still portrait (astronaut)", {"image": "astronaut"}, overrides, args.repeat, TARGETS["image"])

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lipsync.cpu import load_average, machine  # noqa: E402  (light: no torch)
 SPEECH = ROOT / "assets" / "speech.wav"
 TARGET = 2.0
 
@@ -51,7 +54,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         env = dict(os.environ, PYTHONPATH=str(ROOT), LIPSYNC_CACHE=str(Path(scratch) / "cache"))
         Path(scratch, "x.mp4").write_bytes(b"")  # exists; the checkpoints are checked first
-        print(f"lipsync CLI answers, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}, "
+        print(f"lipsync CLI answers, {machine()}, "
               f"best of {args.repeat} (target {TARGET:g} s wall)", flush=True)
         print(f"{'command':34s} {'wall':>7s} {'CPU':>7s} {'exit':>5s}  vs target", flush=True)
         slow = 0
@@ -60,7 +63,7 @@ def main() -> int:
             wall, cpu, code = min(runs)
             slow += wall > TARGET
             print(f"{label:34s} {wall:6.2f}s {cpu:6.2f}s {code:5d}  {wall / TARGET:5.2f}x", flush=True)
-        print(f"load average at the end {os.getloadavg()[0]:.1f}; {slow} of {len(COMMANDS)} over the target")
+        print(f"load average at the end {load_average():.1f}; {slow} of {len(COMMANDS)} over the target")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -108,16 +107,6 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else float("nan")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 2.0, 4.0])
@@ -151,8 +140,10 @@ def main() -> int:
             rows = list(pool.map(lambda run: measure(*run), [(b, m) for b in args.backends for m in args.minutes]))
     failed = rows.count(None)
     rows = [row for row in rows if row is not None]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n{cpu_name()}, {os.cpu_count()} cores, load average {load:.1f}, {args.threads} thread(s) per run")
+    sys.path.insert(0, str(ROOT))
+    from lipsync.cpu import machine
+
+    print(f"\n{machine()}, {args.threads} thread(s) per run")
     print(f"{'backend':<12}{'holds clip':>11}{'audio min':>10}{'frames':>8}{'loaded MB':>11}{'peak MB':>9}{'wall s':>8}")
     for row in rows:
         print(f"{row['backend']:<12}{str(row['holds_clip']):>11}{row['minutes']:>10g}{row['frames']:>8}"

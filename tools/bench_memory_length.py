@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from lipsync.cpu import load_average, machine  # noqa: E402
+
 SPEECH = ROOT / "assets" / "speech.wav"
 TARGET = 1.10  # longest / shortest peak RSS
 
@@ -99,7 +101,7 @@ def main() -> None:
         child(*args.child)
         return
     print(f"viseme backend, default config; speech at {args.rate} Hz x {args.channels} channel(s); "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start")
+          f"{machine()} at start")
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -121,7 +123,7 @@ def main() -> None:
                 row = measure(source, clips[minutes], tmp / "out.mp4")
                 peaks.append(row["peak_mb"])
                 print(f"  {minutes:>6g} m {row['frames']:>7} {row['peak_mb']:>12.0f} {row['wall']:>8.1f} {row['cpu']:>8.1f}"
-                      f"   (load {os.getloadavg()[0]:.1f})")
+                      f"   (load {load_average():.1f})")
             ratio = peaks[-1] / peaks[0]
             ok = ratio <= TARGET
             failed |= not ok
