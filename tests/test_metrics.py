@@ -298,3 +298,15 @@ def test_face_crops_come_from_the_core_detector():
     expected = crop_face(frames[0], *smooth_track(np.tile(box, (6, 1)))[0])
     np.testing.assert_array_equal(seen[0][0], expected[..., ::-1])
     assert not np.all(expected == 110)
+
+
+def test_quality_metrics_say_why_they_are_skipped(monkeypatch, tmp_path):
+    from lipsync.metrics import quality
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert quality._unavailable(("no_such_package", "numpy"), "w.pth") == "skipped: needs no_such_package (not installed)"
+    weights = tmp_path / "checkpoints" / "w.pth"
+    assert quality._unavailable(("numpy",), "w.pth") == f"skipped: no weights ({weights} is absent)"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    assert quality._unavailable(("numpy",), "w.pth") is None

@@ -65,25 +65,23 @@ def visual_quality(video: str | Path, reference: str | Path, device: str = "cpu"
     }
 
 
-def _missing(*modules: str) -> str | None:
+def _unavailable(modules: tuple[str, ...], checkpoint: str) -> str | None:
+    """Why a torchmetrics metric cannot run here (a package, or its weights in torch's hub cache,
+    absent), or None."""
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    return f"skipped: needs {' and '.join(absent)} (not installed)" if absent else None
-
-
-def _hub_checkpoint(name: str) -> Path:
+    if absent:
+        return f"skipped: needs {' and '.join(absent)} (not installed)"
     import torch
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / checkpoint
+    return None if weights.is_file() else f"skipped: no weights ({weights} is absent)"
 
 
 def _lpips(device: str):
     """torchmetrics' LPIPS (AlexNet features), or why it is skipped."""
-    reason = _missing("torchmetrics", "torchvision")
+    reason = _unavailable(("torchmetrics", "torchvision"), LPIPS_BACKBONE)
     if reason:
         return reason
-    weights = _hub_checkpoint(LPIPS_BACKBONE)
-    if not weights.is_file():
-        return f"skipped: no weights ({weights} is absent)"
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device)
@@ -93,12 +91,9 @@ def _fid(device: str, frames: int):
     """torchmetrics' FID (Inception pool features) over the frames, or why it is skipped."""
     if frames < FID_DIMS:
         return f"skipped: FID compares frame distributions and needs >= {FID_DIMS} frames a side, got {frames}"
-    reason = _missing("torchmetrics", "torch_fidelity")
+    reason = _unavailable(("torchmetrics", "torch_fidelity"), FID_INCEPTION)
     if reason:
         return reason
-    weights = _hub_checkpoint(FID_INCEPTION)
-    if not weights.is_file():
-        return f"skipped: no weights ({weights} is absent)"
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     return FrechetInceptionDistance(feature=FID_DIMS).to(device)
