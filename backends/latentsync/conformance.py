@@ -27,16 +27,26 @@ def _model_section(config: dict) -> dict:
     return config.get("resolved_unet_config") or config.get("model_yaml_section") or config
 
 
+def _layout_problems(build, m: dict) -> list[str]:
+    """A manifest's checkpoint layout against the network ``build`` makes from its config."""
+    return manifest_problems(build(_model_section(m["config"]), device="meta"), m, remap=checkpoint_state_dict)
+
+
+def _loaded(build, fx: Fixture):
+    """The network ``build`` makes from a parity fixture's config, with the fixture's weights."""
+    net = build(_model_section(fx.config)).eval()
+    load_into(net, fx.weights, remap=checkpoint_state_dict, source=str(fx.path))
+    return net
+
+
 @manifest("latentsync.unet3d")
 def unet_layout(m: dict) -> list[str]:
-    net = build_unet(_model_section(m["config"]), device="meta")
-    return manifest_problems(net, m, remap=checkpoint_state_dict)
+    return _layout_problems(build_unet, m)
 
 
 @parity("latentsync.unet3d")
 def unet_forward(fx: Fixture) -> dict:
-    net = build_unet(_model_section(fx.config)).eval()
-    load_into(net, fx.weights, remap=checkpoint_state_dict, source=str(fx.path))
+    net = _loaded(build_unet, fx)
     audio = fx.inputs.get("encoder_hidden_states")  # absent for U-Nets without the audio layer
     with torch.no_grad():
         noise = net(fx.inputs["sample"].float(), fx.inputs["timestep"], encoder_hidden_states=None if audio is None else audio.float())
@@ -45,14 +55,12 @@ def unet_forward(fx: Fixture) -> dict:
 
 @manifest("latentsync.stable_syncnet")
 def syncnet_layout(m: dict) -> list[str]:
-    net = build_syncnet(_model_section(m["config"]), device="meta")
-    return manifest_problems(net, m, remap=checkpoint_state_dict)
+    return _layout_problems(build_syncnet, m)
 
 
 @parity("latentsync.stable_syncnet")
 def syncnet_forward(fx: Fixture) -> dict:
-    net = build_syncnet(_model_section(fx.config))
-    load_into(net, fx.weights, remap=checkpoint_state_dict, source=str(fx.path))
+    net = _loaded(build_syncnet, fx)
     with torch.no_grad():
         vision, audio = net(fx.inputs["image"].float(), fx.inputs["mel"].float())
     return {"vision_embeds": vision, "audio_embeds": audio}
