@@ -159,6 +159,18 @@ class SyncTalk2DGenerator(Generator):
         in_flight: deque = deque()  # (future of the pasted frames, whether the batch ends its chunk)
         pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"synctalk2d-{stage}") for stage in ("crop", "net", "paste")]
         crop, net, paste = pools
+
+        def drain(keep: int) -> Iterator[np.ndarray]:
+            """Collect finished batches until ``keep`` remain in flight; each completed chunk out."""
+            nonlocal out, skipped
+            while len(in_flight) > keep:
+                frames, passed, ends_chunk = self._collect(in_flight)
+                out.extend(frames)
+                skipped += passed
+                if ends_chunk:
+                    yield np.stack(out)
+                    out = []
+
         try:
             for chunk in chunks:
                 end = chunk.start + len(chunk)
@@ -168,20 +180,8 @@ class SyncTalk2DGenerator(Generator):
                     prepared = crop.submit(self._prepare, templates.tolist(), outputs, features)
                     generated = net.submit(self._infer, prepared)
                     in_flight.append((paste.submit(self._finish, generated), outputs[-1] == end - 1))
-                    while len(in_flight) > self.PIPELINE_DEPTH:  # memory stays bounded by a few batches
-                        frames, passed, ends_chunk = self._collect(in_flight)
-                        out.extend(frames)
-                        skipped += passed
-                        if ends_chunk:
-                            yield np.stack(out)
-                            out = []
-            while in_flight:
-                frames, passed, ends_chunk = self._collect(in_flight)
-                out.extend(frames)
-                skipped += passed
-                if ends_chunk:
-                    yield np.stack(out)
-                    out = []
+                    yield from drain(self.PIPELINE_DEPTH)  # memory stays bounded by a few batches
+            yield from drain(0)
         finally:
             for pool in pools:
                 pool.shutdown(wait=True, cancel_futures=True)
