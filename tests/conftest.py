@@ -38,6 +38,18 @@ def tone(seconds: float, rate: int = 16000, freq: float = 220.0, channels: int =
     return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
 
 
+@pytest.fixture
+def speech(tmp_path, monkeypatch):
+    """A 1 s tone as ``speech.wav`` in the test's folder, made the working directory (where the
+    CLI writes its runs)."""
+    import soundfile
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, tone(1.0), 16000)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _checkout_stays_clean():
     """Tests write under their tmp dirs only: no outputs/, multirun/, build/ left in the checkout."""

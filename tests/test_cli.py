@@ -13,14 +13,6 @@ from tests.conftest import tone
 fake_backend.register()
 
 
-@pytest.fixture
-def speech(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "speech.wav"
-    soundfile.write(path, tone(1.0), 16000)
-    return path
-
-
 def run_cli(*args: str) -> int:
     return cli.main(["backend=loudness", "backend.source=none", "quiet=true", *args])
 

@@ -19,14 +19,6 @@ from tests.conftest import tone
 fake_backend.register()
 
 
-@pytest.fixture
-def speech(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "speech.wav"
-    soundfile.write(path, tone(1.0), 16000)
-    return path
-
-
 def metrics_of(sweep):
     return {int(p.parent.name.split("_")[0]): json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
 
