@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lipsync.errors import InputError, LipsyncError
+from lipsync.errors import InputError, LipsyncError, report
 
 _SOURCES = ("image", "video")
 _COLUMNS = ("image", "video", "audio", "text", "output")
@@ -223,7 +223,7 @@ def _run_jobs(pipeline, jobs: list[Job], quiet: bool, verbose: bool) -> list[tup
             except LipsyncError as err:
                 if verbose:
                     raise
-                print(f"lipsync: error: {job.origin}: {err}", file=sys.stderr)
+                report(err, "lipsync", prefix=f"{job.origin}: ")
                 rows.append((job, None, time.perf_counter() - started, "failed"))
             else:
                 rows.append((job, result.frames, result.seconds, "ok"))
