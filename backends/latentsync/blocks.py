@@ -139,7 +139,7 @@ class MidBlock(nn.Module):
         return self.resnets[1](x, temb)
 
 
-def _block_heads(kind: str, heads: int, direction: str) -> int | None:
+def block_heads(kind: str, heads: int, direction: str) -> int | None:
     """Attention heads of a block type (None: a block without attention)."""
     kind = kind[7:] if kind.startswith("UNetRes") else kind
     if kind == f"CrossAttn{direction}Block3D":

@@ -1,7 +1,8 @@
-"""Per-frame layers of LatentSync's U-Net on ``(b, c, f, h, w)`` clips: frame/batch reshaping, convolutions, GroupNorms, resamplers, the ResNet block and the spatial transformer.
+"""LatentSync's per-frame U-Net layers: convolutions, GroupNorms, resamplers, the ResNet block, spatial attention.
 
-Convolutions and attention run per frame, but the ResNet GroupNorms (and the output norm)
-normalise over all frames of a clip together, as upstream's ``nn.GroupNorm`` on a 5-D tensor does.
+They take ``(b, c, f, h, w)`` clips. Convolutions and attention run per frame, but the ResNet
+GroupNorms (and the output norm) normalise over all frames of a clip together, as upstream's
+``nn.GroupNorm`` on a 5-D tensor does.
 """
 from __future__ import annotations
 

@@ -1,23 +1,20 @@
-"""LatentSync's U-Net: a Stable Diffusion 1.x U-Net inflated to video, conditioned on audio.
+"""LatentSync's U-Net model: a Stable Diffusion 1.x U-Net inflated to video and conditioned on audio.
 
-Built from the ``model`` section of upstream's ``configs/unet/*.yaml`` with the same state-dict
-layout as the published ``latentsync_unet.pt``. The parts come from diffusers where they compute
-the same thing (timestep embedding, the spatial transformer with its attention and GEGLU
-feed-forward, up/down-sampling convolutions, the sinusoidal frame encoding); what is specific to
-LatentSync is written here:
+Built from the ``model`` section of upstream's ``configs/unet/*.yaml`` (checked by
+``unet_config.build_unet``) with the same state-dict layout as the published
+``latentsync_unet.pt``. The parts come from diffusers where they compute the same thing (timestep
+embedding, the spatial transformer with its attention and GEGLU feed-forward, up/down-sampling
+convolutions, the sinusoidal frame encoding); LatentSync's own parts are its per-frame layers
+(``layers``), AnimateDiff-style motion modules (``motion``) and blocks (``blocks``). Here:
 
-* tensors are ``(b, c, f, h, w)``; convolutions and attention run per frame, but the ResNet
-  GroupNorms (and the output norm) normalise over all frames of a clip together, as upstream's
-  ``nn.GroupNorm`` on a 5-D tensor does;
 * the audio is the cross-attention context, one ``(tokens, dim)`` window per frame
   (``encoder_hidden_states`` of ``(b*f, n, d)`` or ``(b, f, n, d)``);
-* AnimateDiff-style temporal ("motion") modules attend over frames after each layer;
 * upstream quirks kept for layout fidelity: ``attention_head_dim`` is the number of heads,
   ``only_cross_attention`` is accepted and ignored, decoder resolutions count down from 8
   whatever the number of blocks, and without ``add_audio_layer`` there is no cross-attention.
 
 ``forward`` can reuse deep features across denoising steps (DeepCache, branch 0): see
-``StepCache``.
+``step_cache.StepCache``.
 """
 from __future__ import annotations
 
@@ -29,7 +26,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from backends.latentsync.blocks import BlockSettings, DownBlock, MidBlock, UpBlock, _block_heads
+from backends.latentsync.blocks import BlockSettings, DownBlock, MidBlock, UpBlock, block_heads
 from backends.latentsync.layers import FrameConv, clip_group_norm
 from backends.latentsync.step_cache import StepCache
 from lipsync.errors import ConfigError
@@ -116,7 +113,7 @@ class LatentSyncUNet(ModelMixin, ConfigMixin):
         for i, kind in enumerate(down_block_types):
             cin, cout = cout, block_out_channels[i]
             self.down_blocks.append(DownBlock(
-                settings, cin, cout, layers_per_block, _block_heads(kind, heads[i], "Down"),
+                settings, cin, cout, layers_per_block, block_heads(kind, heads[i], "Down"),
                 add_downsample=i < n - 1, downsample_padding=downsample_padding,
                 motion=use_motion_module and 2**i in motion_module_resolutions and not motion_module_decoder_only,
             ))
@@ -131,7 +128,7 @@ class LatentSyncUNet(ModelMixin, ConfigMixin):
             prev, cout = cout, reversed_channels[i]
             cin = reversed_channels[min(i + 1, n - 1)]
             self.up_blocks.append(UpBlock(
-                settings, cin, cout, prev, layers_per_block + 1, _block_heads(kind, reversed_heads[i], "Up"),
+                settings, cin, cout, prev, layers_per_block + 1, block_heads(kind, reversed_heads[i], "Up"),
                 add_upsample=i < n - 1,
                 motion=use_motion_module and 2 ** (3 - i) in motion_module_resolutions,  # upstream counts from 8
             ))

@@ -1,4 +1,4 @@
-"""Upstream's U-Net config (the ``model`` section of ``configs/unet/*.yaml``) checked and built into a ``LatentSyncUNet``."""
+"""Upstream's U-Net config (``model`` of ``configs/unet/*.yaml``) checked and built into a ``LatentSyncUNet``."""
 from __future__ import annotations
 
 import inspect

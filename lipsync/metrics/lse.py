@@ -15,6 +15,9 @@ top edge is the face box's, the mouth in its lower middle, smoothed over time an
 meaningful for face-centred clips. A clip is one face track here (the largest face of each frame,
 gaps interpolated), where upstream splits scenes into tracks of at least 100 frames and averages
 them; for the single-speaker, single-shot clips lip-sync models are compared on, the two agree.
+
+``lse_scores`` ties together the clip's reading (``lse_clip``), its crops (``lse_crop``) and the
+scoring maths (``lse_scoring``).
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ import numpy as np
 import torch
 
 from lipsync.errors import ConfigError, InputError
-from lipsync.metrics.lse_clip import _clip_audio, _Frames
-from lipsync.metrics.lse_crop import CROP_MODES, _crop_chunks, _default_detector, _detect_boxes, fill_missing_boxes
+from lipsync.metrics.lse_clip import ClipFrames, clip_audio
+from lipsync.metrics.lse_crop import CROP_MODES, crop_chunks, default_detector, detect_boxes, fill_missing_boxes
 from lipsync.metrics.lse_scoring import VSHIFT, SyncModel, SyncScores, embed_clip, sync_scores
 from lipsync.metrics.mfcc import FPS, SAMPLE_RATE, MfccConfig, mfcc_windows, num_windows, speech_mfcc
 
@@ -86,8 +89,8 @@ def lse_scores(
     from lipsync.pipeline import resolve_device
 
     device = resolve_device(device)
-    frames = _Frames(video, fps)
-    wave = _clip_audio(audio, frames, sample_rate)
+    frames = ClipFrames(video, fps)
+    wave = clip_audio(audio, frames, sample_rate)
     config = MfccConfig()
     count = num_windows(len(frames), len(wave), config)
     if count < 1:
@@ -102,12 +105,12 @@ def lse_scores(
     face_frames = None
     if crop == "face":
         if boxes is None:
-            found = _detect_boxes(frames, detector if detector is not None else _default_detector())
+            found = detect_boxes(frames, detector if detector is not None else default_detector())
             face_frames = sum(b is not None for b in found)
             boxes = fill_missing_boxes(found)
         elif len(boxes) != len(frames):
             raise InputError(f"{len(boxes)} face boxes for {len(frames)} frames at {FPS} fps")
-    crops = _crop_chunks(frames, boxes if crop == "face" else None, crop_scale)
+    crops = crop_chunks(frames, boxes if crop == "face" else None, crop_scale)
     windows = mfcc_windows(speech_mfcc(wave, SAMPLE_RATE, config), count, config)
     video_emb, audio_emb = embed_clip(model, crops, windows, batch_size, device, config.window_video_frames)
     scores = sync_scores(video_emb, audio_emb, vshift)

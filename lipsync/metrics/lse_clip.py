@@ -12,7 +12,7 @@ from lipsync.metrics.mfcc import FPS, SAMPLE_RATE, to_int16
 _READ_CHUNK = 64  # frames decoded at a time
 
 
-class _Frames:
+class ClipFrames:
     """A clip's 25 fps RGB frames, read chunk by chunk from a file or an array."""
 
     def __init__(self, video: str | Path | np.ndarray, fps: float):
@@ -42,7 +42,7 @@ class _Frames:
             yield self._array[start:stop] if self._array is not None else self._source.read(np.arange(start, stop))
 
 
-def _clip_audio(audio, frames: _Frames, sample_rate: int) -> np.ndarray:
+def clip_audio(audio, frames: ClipFrames, sample_rate: int) -> np.ndarray:
     """The clip's sound as int16 sample values at 16 kHz (what the MFCCs are computed on)."""
     from lipsync.media.audio import load_audio, resample
 

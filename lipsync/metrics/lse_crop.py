@@ -1,4 +1,4 @@
-"""LSE's SyncNet crops: the speaker's face found per frame, its track smoothed, and 224x224 crops around it or of whole frames."""
+"""LSE's face detection and SyncNet crops: the speaker's box per frame, its smoothed track, 224x224 crops."""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from lipsync.errors import ConfigError, InputError
-from lipsync.metrics.lse_clip import _Frames
+from lipsync.metrics.lse_clip import ClipFrames
 
 CROP_SIZE = 224
 CROP_MODES = ("face", "full")
@@ -71,7 +71,7 @@ def fill_missing_boxes(boxes: Sequence[np.ndarray | None]) -> np.ndarray:
     return np.stack([np.interp(frames, known, values[:, k]) for k in range(4)], axis=1)
 
 
-def _detect_boxes(frames: _Frames, detector) -> list[np.ndarray | None]:
+def detect_boxes(frames: ClipFrames, detector) -> list[np.ndarray | None]:
     """The largest face's box in each frame (the speaker, in the clips these metrics are for),
     found on frames scaled down to ``DETECT_MAX_SIDE`` (upstream detects at a quarter size)."""
     import cv2
@@ -87,7 +87,7 @@ def _detect_boxes(frames: _Frames, detector) -> list[np.ndarray | None]:
     return boxes
 
 
-def _crop_chunks(frames: _Frames, boxes: np.ndarray | None, crop_scale: float) -> Iterator[np.ndarray]:
+def crop_chunks(frames: ClipFrames, boxes: np.ndarray | None, crop_scale: float) -> Iterator[np.ndarray]:
     """``(n, 224, 224, 3)`` BGR uint8 crops, chunk by chunk (SyncNet was trained on cv2's channel
     order): around the smoothed face track, or whole frames when ``boxes`` is None."""
     track = smooth_track(boxes) if boxes is not None else None
@@ -100,7 +100,7 @@ def _crop_chunks(frames: _Frames, boxes: np.ndarray | None, crop_scale: float) -
         yield out
 
 
-def _default_detector():
+def default_detector():
     try:
         from lipsync.face.mediapipe import MediaPipeFaceDetector
     except ImportError as err:
