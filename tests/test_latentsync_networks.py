@@ -15,7 +15,8 @@ from backends.latentsync.checkpoint import checkpoint_state_dict, load_syncnet, 
 from backends.latentsync.configs import SYNCNET_CONFIGS, UNET_CONFIGS, VERSIONS, unet_recipe
 from backends.latentsync.mask import fixed_mask, latent_mask, mask_image
 from backends.latentsync.syncnet import build_syncnet
-from backends.latentsync.unet import StepCache, build_unet
+from backends.latentsync.step_cache import StepCache
+from backends.latentsync.unet_config import build_unet
 from lipsync.errors import ConfigError, WeightsError
 from lipsync.protocol import Face
 from lipsync.weights import load_into, meta_state_dict

@@ -12,7 +12,7 @@ import soundfile
 import torch
 
 from backends.latentsync.configs import UNET_CONFIGS
-from backends.latentsync.unet import build_unet
+from backends.latentsync.unet_config import build_unet
 from lipsync.api import compose
 from lipsync.audio.whisper import WhisperEncoderNet
 from lipsync.errors import InputError

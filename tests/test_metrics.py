@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from lipsync.errors import ConfigError, InputError, WeightsError
-from lipsync.metrics.lse import crop_face, embed_clip, fill_missing_boxes, lse_scores, smooth_track, sync_scores
+from lipsync.metrics.lse import lse_scores
+from lipsync.metrics.lse_crop import crop_face, fill_missing_boxes, smooth_track
+from lipsync.metrics.lse_scoring import embed_clip, sync_scores
 from lipsync.metrics.mfcc import MfccConfig, num_windows, speech_mfcc, to_int16
 from lipsync.metrics.syncnet import SyncNet, SyncNetConfig, load_syncnet, published_remap
 from lipsync.weights import load_into, meta_state_dict

@@ -2,6 +2,8 @@
 checkpoint files round-trip through the real loaders, and the pieces the fixtures do not cover."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,80 @@ def test_adapter_projections_start_as_the_layer_projections():
     assert torch.equal(attention.processor.to_k_ip[0].weight, attention.to_k.weight)
     assert attention.processor.temporal
     assert not unet.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2").processor.temporal
+
+
+def _unet_inputs(seed: int, frames: int = 2, batch: int = 2) -> tuple:
+    """Random inputs of one tiny-UNet call (the face mask included, so every branch runs)."""
+    g = torch.Generator().manual_seed(seed)
+    rows, dim = batch * frames, sonic_tiny.UNET["cross_attention_dim"]
+    sample = torch.randn(batch, frames, 8, 8, 8, generator=g)
+    clip = torch.randn(rows, 1, dim, generator=g)
+    audio = torch.randn(rows, sonic_tiny.AUDIO2TOKEN["context_tokens"], dim, generator=g)
+    time_ids = torch.tensor([[12.5, 60.0, 90.0]] * batch)
+    mask = (torch.rand(1, 1, 64, 64, generator=g) > 0.5).float()
+    return sample, torch.tensor(7.0), clip, audio, time_ids, mask
+
+
+def test_unet_calls_from_two_threads_do_not_mix_their_conditioning():
+    """Calls A and B, with other audio, overlap on the same modules: A is held in its first
+    audio-adapter attention until B has entered its own, then finishes while B is held in there.
+    Each must give exactly what it gives alone."""
+    unet = build_unet(sonic_tiny.UNET)
+    first = unet.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2")
+    calls = {"a": _unet_inputs(1), "b": _unet_inputs(2)}
+    with torch.no_grad():
+        alone = {name: unet(*inputs) for name, inputs in calls.items()}
+    assert not torch.allclose(alone["a"], alone["b"])  # mixing the calls would show
+
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(module, args):
+        name = threading.current_thread().name
+        if name == "a" and not a_inside.is_set():
+            a_inside.set()
+            b_inside.wait(timeout=60)
+        elif name == "b" and not b_inside.is_set():
+            b_inside.set()
+            a_done.wait(timeout=60)
+
+    together, errors = {}, []
+
+    def run(name):
+        try:
+            with torch.no_grad():
+                together[name] = unet(*calls[name])
+        except Exception as err:  # reported by the test's thread below
+            errors.append(f"call {name}: {err}")
+        finally:
+            (a_done if name == "a" else b_inside).set()  # never leave the other call waiting
+
+    hook = first.register_forward_pre_hook(hold)
+    try:
+        threads = {name: threading.Thread(target=run, args=(name,), name=name) for name in calls}
+        threads["a"].start()
+        assert a_inside.wait(timeout=60), "call A never reached the audio attention"
+        threads["b"].start()
+        for thread in threads.values():
+            thread.join()
+    finally:
+        hook.remove()
+    for name in calls:
+        assert name in together, errors
+        assert torch.equal(together[name], alone[name]), f"call {name} was given the other call's conditioning"
+    assert not errors
+
+
+def test_audio_attention_outside_a_unet_call_is_refused():
+    """Before any call and after one: a call's conditioning does not outlive it."""
+    unet = build_unet(sonic_tiny.UNET)
+    attention = unet.get_submodule("down_blocks.0.attentions.0.transformer_blocks.0.attn2")
+    query, context = torch.zeros(2, 4, attention.query_dim), torch.zeros(2, 1, 32)
+    with pytest.raises(RuntimeError, match="outside SonicUNet.forward"):
+        attention(query, context)
+    with torch.no_grad():
+        unet(*_unet_inputs(1))
+    with pytest.raises(RuntimeError, match="outside SonicUNet.forward"):
+        attention(query, context)
 
 
 @pytest.fixture(scope="module")

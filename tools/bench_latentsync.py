@@ -38,7 +38,8 @@ def best(fn, repeat: int) -> float:
 
 def bench_unet(args) -> None:
     from backends.latentsync.configs import UNET_CONFIGS
-    from backends.latentsync.unet import StepCache, build_unet
+    from backends.latentsync.step_cache import StepCache
+    from backends.latentsync.unet_config import build_unet
 
     model = dict(UNET_CONFIGS[args.config].model)
     device = args.device

@@ -14,7 +14,8 @@ from typing import Mapping
 import torch
 
 from backends.latentsync.syncnet import StableSyncNet, build_syncnet
-from backends.latentsync.unet import LatentSyncUNet, build_unet
+from backends.latentsync.unet import LatentSyncUNet
+from backends.latentsync.unet_config import build_unet
 from lipsync.weights import load_into, load_state_dict, strip_prefix
 
 

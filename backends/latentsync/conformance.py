@@ -14,7 +14,7 @@ from backends.latentsync.audio import frame_windows, upstream_frame_count, windo
 from backends.latentsync.checkpoint import checkpoint_state_dict
 from backends.latentsync.mask import fixed_mask, latent_mask
 from backends.latentsync.syncnet import build_syncnet
-from backends.latentsync.unet import build_unet
+from backends.latentsync.unet_config import build_unet
 from lipsync.audio.ave import ave_mel
 from lipsync.conformance import Fixture, manifest, parity
 from lipsync.protocol import Face

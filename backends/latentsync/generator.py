@@ -31,7 +31,7 @@ from backends.latentsync.audio import frame_windows
 from backends.latentsync.configs import UNetRecipe, unet_recipe
 from backends.latentsync.configs import VERSIONS
 from backends.latentsync.mask import fixed_mask, latent_mask
-from backends.latentsync.unet import StepCache
+from backends.latentsync.step_cache import StepCache
 from lipsync.errors import ConfigError, InputError
 from lipsync.protocol import Chunk, Generator, Job, Requirements
 from lipsync.weights import require

@@ -5,15 +5,18 @@ processor of every ``attn2`` (spatial and temporal) for an IP-adapter processor 
 ``to_k_ip`` / ``to_v_ip`` projections attend to 32 audio tokens per frame, so the published
 ``unet.pth`` keys are diffusers' keys plus ``<attn2>.processor.to_{k,v}_ip.0.weight``.
 
-Diffusers' UNet only forwards one conditioning tensor and drops ``cross_attention_kwargs`` on the
-way to the transformer blocks, while Sonic conditions per frame on CLIP and audio tokens, masks the
-spatial audio branch with the face box, and feeds the temporal layers the frame-averaged tokens.
-The processors therefore read their conditioning from an ``AudioCondition`` that ``SonicUNet``
-fills for the duration of one forward call; the tensor diffusers threads through the blocks only
-carries shapes.
+Sonic conditions per frame on CLIP and audio tokens, masks the spatial audio branch with the face
+box, and feeds the temporal layers the frame-averaged tokens; diffusers' spatio-temporal UNet
+forwards one conditioning tensor and no ``cross_attention_kwargs`` (in every release this project
+allows), so the conditioning cannot travel with the call through the blocks. ``SonicUNet.forward``
+binds it, as an immutable ``AudioCondition``, to a context variable for the duration of the call
+and the processors read it from there: each thread (and asyncio task) sees only the condition of
+its own call, so calls from several threads or pipelines sharing one UNet do not mix their audio.
+The tensor diffusers threads through the blocks only carries shapes.
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -24,38 +27,40 @@ from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 AUDIO_TOKENS = 32  # tokens per frame that audio2token produces
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioCondition:
-    """Conditioning of the current UNet call, shared by all audio-adapter processors.
+    """Conditioning of one UNet call, read by all its audio-adapter processors.
 
     clip_tokens: ``(B*F, L, D)`` CLIP image embeddings per frame (batch-major, frame-minor).
     audio_tokens: ``(B*F, T, D)`` audio tokens per frame.
     mask: ``(1, 1, H, W)`` face mask at pixel resolution for the spatial audio branch, or None.
     """
 
-    clip_tokens: torch.Tensor | None = None
-    audio_tokens: torch.Tensor | None = None
-    mask: torch.Tensor | None = None
-    num_frames: int = 0
+    clip_tokens: torch.Tensor
+    audio_tokens: torch.Tensor
+    mask: torch.Tensor | None
+    num_frames: int
+
+
+# The condition of the UNet call running in this thread / task (context-local, never shared).
+_CONDITION: ContextVar[AudioCondition | None] = ContextVar("sonic_audio_condition", default=None)
 
 
 class AudioAdapterProcessor(IPAdapterAttnProcessor2_0):
-    """Diffusers' IP-adapter attention fed from the shared ``AudioCondition``.
+    """Diffusers' IP-adapter attention fed from the ``AudioCondition`` of the current call.
 
     Spatial layers (queries ``(B*F, h*w, C)``) attend to each frame's own tokens, the audio branch
     weighted by the face mask. Temporal layers (queries ``(B*h*w, F, C)``) attend, without the
     mask, to the tokens averaged over the window's frames, the same for every pixel.
     """
 
-    def __init__(self, hidden_size: int, cross_attention_dim: int, num_tokens: int, scale: float,
-                 temporal: bool, condition: AudioCondition):
+    def __init__(self, hidden_size: int, cross_attention_dim: int, num_tokens: int, scale: float, temporal: bool):
         super().__init__(hidden_size, cross_attention_dim, num_tokens=(num_tokens,), scale=scale)
         self.temporal = temporal
-        self.condition = condition
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
-        cond = self.condition
-        if cond.clip_tokens is None:
+        cond = _CONDITION.get()
+        if cond is None:
             raise RuntimeError("audio-adapter attention called outside SonicUNet.forward")
         if not self.temporal:
             if cond.mask is None:
@@ -84,7 +89,6 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
     def add_audio_adapters(self, num_tokens: int = AUDIO_TOKENS, scale: float = 1.0) -> None:
         """Give every ``attn2`` an audio IP-adapter, its projections initialised from the layer's
         own ``to_k`` / ``to_v`` (as Sonic did before training them)."""
-        self.audio_condition = AudioCondition()
         processors = {}
         for name, processor in self.attn_processors.items():
             if name.endswith("attn1.processor"):
@@ -97,7 +101,6 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
                 num_tokens=num_tokens,
                 scale=scale,
                 temporal="temporal_transformer_blocks" in name,
-                condition=self.audio_condition,
             ).to(device=attention.to_k.weight.device, dtype=attention.to_k.weight.dtype)
             if not attention.to_k.weight.is_meta:
                 with torch.no_grad():
@@ -121,15 +124,13 @@ class SonicUNet(UNetSpatioTemporalConditionModel):
         ``(B, 3)`` = (fps, motion bucket 0, motion bucket 1), mask ``(1, 1, 8h, 8w)`` or None.
         """
         batch, frames = sample.shape[:2]
-        cond = self.audio_condition
-        cond.clip_tokens, cond.audio_tokens, cond.num_frames = clip_tokens, audio_tokens, frames
-        cond.mask = mask
+        bound = _CONDITION.set(AudioCondition(clip_tokens, audio_tokens, mask, frames))
         try:
             first_frame = clip_tokens.reshape(batch, frames, *clip_tokens.shape[1:])[:, 0]
             return super().forward(sample, timestep, encoder_hidden_states=first_frame,
                                    added_time_ids=added_time_ids, return_dict=False)[0]
         finally:
-            cond.clip_tokens = cond.audio_tokens = cond.mask = None
+            _CONDITION.reset(bound)
 
 
 def build_unet(config: Mapping[str, Any], adapter_tokens: int = AUDIO_TOKENS, adapter_scale: float = 1.0,

@@ -6,7 +6,9 @@ speech), LSE-D and LSE-C (SyncNet v2 distances), and picture quality against a r
     result = lse_scores("generated.mp4")            # the registered syncnet_v2.model, face crops
     print(result.lse_d, result.lse_c, result.offset)
 """
-from lipsync.metrics.lse import LseResult, SyncScores, crop_face, lse_scores, sync_scores
+from lipsync.metrics.lse import LseResult, lse_scores
+from lipsync.metrics.lse_crop import crop_face
+from lipsync.metrics.lse_scoring import SyncScores, sync_scores
 from lipsync.metrics.mfcc import MfccConfig, speech_mfcc
 from lipsync.metrics.mouth_sync import MouthSync, mouth_sync_scores
 from lipsync.metrics.syncnet import SyncNet, SyncNetConfig, load_syncnet, published_remap

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from lipsync.conformance import Fixture, manifest, parity
-from lipsync.metrics.lse import sync_scores
+from lipsync.metrics.lse_scoring import sync_scores
 from lipsync.metrics.mfcc import MfccConfig, mfcc_windows, num_windows, speech_mfcc, window_starts
 from lipsync.metrics.syncnet import SyncNet, SyncNetConfig, published_remap
 from lipsync.weights import load_into, manifest_problems
