@@ -143,25 +143,29 @@ class ComponentConfig(Checked):
         is reported before the component's module (torch, diffusers...) is imported."""
         return {}
 
+    @property
+    def option_path(self) -> str:  # its group: backend.steps, face_detector.max_faces...
+        return next(group for group, base in SCHEMA_BASES.items() if isinstance(self, base))
+
 
 @dataclass
 class BackendConfig(ComponentConfig):
-    option_path: ClassVar[str] = "backend"
+    pass
 
 
 @dataclass
 class FaceDetectorConfig(ComponentConfig):
-    option_path: ClassVar[str] = "face_detector"
+    pass
 
 
 @dataclass
 class AudioEncoderConfig(ComponentConfig):
-    option_path: ClassVar[str] = "audio_encoder"
+    pass
 
 
 @dataclass
 class InterpolatorConfig(ComponentConfig):
-    option_path: ClassVar[str] = "interpolator"
+    pass
 
 
 @dataclass
