@@ -53,3 +53,11 @@ def build(node: DictConfig | None, kind: type) -> Any:
     if not isinstance(component, kind):
         raise ConfigError(f"{node._target_} is not a {kind.__name__}")
     return component
+
+
+def construct(schema: type, **settings: Any) -> Any:
+    """The component ``schema`` describes, with these settings and the schema's defaults for the
+    rest, built as ``build`` builds one from a composed config: how a test or a tool makes one
+    directly. Types are checked, ranges are not (they bound what a user may ask; a parity check
+    may go past them, e.g. upstream's unlimited upscale)."""
+    return build(OmegaConf.merge(OmegaConf.structured(schema), settings), object)

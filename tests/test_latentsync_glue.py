@@ -11,8 +11,10 @@ import torch
 
 from backends.latentsync.audio import frame_windows
 from backends.latentsync.conformance import RecordedNoise
+from backends.latentsync.config import LatentSyncConfig
 from backends.latentsync.generator import LatentSyncGenerator, SeededNoise
 from lipsync.protocol import Chunk, Job
+from lipsync.registry import construct
 from tests.test_latentsync_pipeline import WHISPER, _mesh_face, tiny_files
 
 FRAMES = 6  # groups of 4 + 2
@@ -24,8 +26,8 @@ LATENT = 8  # 64 px / 8
 def generator(tmp_path_factory):
     files = tiny_files(tmp_path_factory.mktemp("latentsync-glue"))
     checkpoints = {k.rsplit(".", 1)[1]: v for k, v in files.items() if k.startswith("backend.checkpoints.")}
-    gen = LatentSyncGenerator(checkpoints=checkpoints, unet_config=files["backend.unet_config"], steps=2,
-                              num_frames=GROUP, dtype="float32")
+    gen = construct(LatentSyncConfig, checkpoints=checkpoints, unet_config=files["backend.unet_config"], steps=2,
+                    num_frames=GROUP, dtype="float32")
     gen.load("cpu")
     return gen
 

@@ -63,7 +63,8 @@ def test_the_pipeline_hands_the_decoded_sound_itself_to_the_writer(tmp_path, mon
 
 
 def test_only_sonic_declares_that_it_holds_the_clip():
-    from backends.sonic.generator import SonicGenerator
+    from backends.sonic.config import SonicConfig
+    from lipsync.registry import construct
 
-    assert SonicGenerator().requirements().holds_clip
+    assert construct(SonicConfig).requirements().holds_clip
     assert not Requirements().holds_clip

@@ -11,10 +11,12 @@ import torch
 from skimage.data import astronaut
 
 from backends.sonic.audio import STATES_PER_UNIT, audio_units
+from backends.sonic.config import SonicConfig
 from backends.sonic.generator import FPS, SonicGenerator, whisper_states
 from backends.sonic.sampler import VAE_SCALE
 from lipsync.audio.whisper import WhisperAudioEncoder
 from lipsync.protocol import Chunk, Face, Job
+from lipsync.registry import construct
 from tests import sonic_tiny
 from tests.conftest import ROOT
 
@@ -33,7 +35,7 @@ def tiny(tmp_path_factory):
     options = {"checkpoints": paths, **{f"{k}_config": v for k, v in sonic_tiny.save_configs(folder / "configs").items()}}
     encoder = WhisperAudioEncoder(checkpoint=sonic_tiny.save_whisper(folder / "whisper"))
     encoder.load("cpu")
-    loaded = SonicGenerator(**options)
+    loaded = construct(SonicConfig, **options)
     loaded.load("cpu")
     return loaded, encoder
 
@@ -46,7 +48,7 @@ def generator(tiny, **settings) -> SonicGenerator:
     costs more than a tiny run)."""
     loaded, _ = tiny
     settings = {"steps": 2, "min_resolution": 64, "frames_per_batch": 8, "shift_offset": 3, "half": False, **settings}
-    gen = SonicGenerator(**settings)
+    gen = construct(SonicConfig, **settings)
     for name in NETWORKS:
         setattr(gen, name, getattr(loaded, name))
     return gen
@@ -237,5 +239,5 @@ def test_a_seed_draws_upstreams_noise(conformance):
     inference = fx.config["inference"]
     noise = fx.inputs["noise"]
     width, height = inference["derived"]["processed_image_wh"]
-    drawn = SonicGenerator().initial_noise(noise.shape[1], (width, height), inference["effective_seed"])
+    drawn = construct(SonicConfig).initial_noise(noise.shape[1], (width, height), inference["effective_seed"])
     assert torch.equal(drawn, noise)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from backends.synctalk2d import geometry
-from backends.synctalk2d.generator import SyncTalk2DGenerator
+from backends.synctalk2d.config import SyncTalk2DConfig
 from backends.synctalk2d.person import PersonDataset
 from lipsync.api import compose
 from lipsync.audio.encoder import FrameFeatures
@@ -19,6 +19,7 @@ from lipsync.errors import ConfigError, InputError, WeightsError
 from lipsync.media.length import source_indices
 from lipsync.pipeline import Pipeline
 from lipsync.protocol import Chunk, Job
+from lipsync.registry import construct
 from tests.synctalk2d_data import BOX, frame_marker, make_ave, make_person, make_speech, make_unet
 
 
@@ -61,7 +62,7 @@ def test_person_dataset_errors_name_the_problem(files, tmp_path):
 def test_templates_play_ping_pong_in_chunks(files):
     """Output frame i shows template pingpong(start_frame + i); the crop's surroundings are the
     template's own pixels. A stand-in network returns the reference crop."""
-    generator = SyncTalk2DGenerator(person=str(files["person"]), checkpoint=str(files["unet"]), batch_size=3)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(files["person"]), checkpoint=str(files["unet"]), batch_size=3)
     generator.runner = lambda image, audio: image[:, :3]
     features = np.ones((14, 512), np.float32)
     frames = np.concatenate(list(generator.generate(_job(12, features), _chunks(12, 5))))
@@ -79,7 +80,8 @@ def test_templates_play_ping_pong_in_chunks(files):
 
 def test_frame_follows_upstreams_recipe(files):
     """blend=paste: exactly inference_328's crop -> network -> truncating cast -> paste."""
-    generator = SyncTalk2DGenerator(person=str(files["person"]), checkpoint=str(files["unet"]), blend="paste", batch_size=2)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(files["person"]), checkpoint=str(files["unet"]), blend="paste",
+                          batch_size=2)
     generator.load("cpu")
     features = np.abs(np.random.default_rng(1).standard_normal((12, 512))).astype(np.float32)
     frames = next(generator.generate(_job(1, features), [Chunk(0, 1)]))
@@ -95,7 +97,7 @@ def test_frame_follows_upstreams_recipe(files):
 
 
 def test_features_must_match_the_checkpoint_mode(files):
-    generator = SyncTalk2DGenerator(person=str(files["person"]), checkpoint=str(files["hubert_unet"]))
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(files["person"]), checkpoint=str(files["hubert_unet"]))
     assert generator.requirements().audio_encoders == ("hubert",)
     generator.runner = lambda image, audio: image[:, :3]
     with pytest.raises(ConfigError, match="is a hubert U-Net but got ave features"):

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from backends.synctalk2d.generator import SyncTalk2DGenerator
+from backends.synctalk2d.config import SyncTalk2DConfig
 from backends.synctalk2d.networks import UNet328
 from backends.synctalk2d.runtime import TorchUNet, build_runner
 from lipsync.audio.ave import AVEEncoder
 from lipsync.audio.encoder import FrameFeatures
 from lipsync.protocol import Chunk, Job
+from lipsync.registry import construct
 from tests.synctalk2d_data import make_ave, make_person, make_unet
 
 
@@ -96,7 +97,7 @@ def test_int8_runtime_is_calibrated_on_the_person(tmp_path):
     checkpoint = make_unet(tmp_path / "unet.pth")
     outputs = {}
     for precision in ("fp32", "int8"):
-        generator = SyncTalk2DGenerator(person=str(person), checkpoint=str(checkpoint), runtime="onnx", precision=precision)
+        generator = construct(SyncTalk2DConfig, person=str(person), checkpoint=str(checkpoint), runtime="onnx", precision=precision)
         generator.load("cpu")
         features = np.load(person / "aud_ave.npy")
         job = Job(num_frames=2, fps=25.0, audio=np.zeros(1280, np.float32), sample_rate=16000, features=FrameFeatures("ave", 25.0, features))

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from backends.synctalk2d import runtime
-from backends.synctalk2d.generator import SyncTalk2DGenerator
+from backends.synctalk2d.config import SyncTalk2DConfig
 from backends.synctalk2d.networks import UNet328
 from lipsync.audio.encoder import FrameFeatures
 from lipsync.cpu import CpuInfo, parse_cpuinfo
 from lipsync.errors import ConfigError, WeightsError
 from lipsync.protocol import Chunk, Job
+from lipsync.registry import construct
 from tests.synctalk2d_data import make_person, make_unet
 
 EPYC = CpuInfo("AMD EPYC", frozenset({"avx2", "fma", "avx512f"}))
@@ -79,7 +80,8 @@ def test_network_runs_while_the_caller_encodes(tmp_path):
     """The second batch's network call starts while the caller still holds the first chunk (as the
     writer encodes it): with the network on the caller's thread this would wait forever."""
     person = make_person(tmp_path / "person", frames=4)
-    generator = SyncTalk2DGenerator(person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")), batch_size=2, chunk_size=2)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")),
+                          batch_size=2, chunk_size=2)
     second_started, caller = threading.Event(), threading.current_thread()
     threads, calls = set(), []
 
@@ -103,7 +105,8 @@ def test_network_runs_while_the_caller_encodes(tmp_path):
 
 def test_a_network_error_reaches_the_caller(tmp_path):
     person = make_person(tmp_path / "person", frames=4)
-    generator = SyncTalk2DGenerator(person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")), batch_size=2)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(person), checkpoint=str(make_unet(tmp_path / "unet.pth")),
+                          batch_size=2)
 
     def runner(image, audio):
         raise RuntimeError("out of memory in the network")

@@ -10,7 +10,7 @@ from skimage import data
 
 from backends.viseme.idle import blink_curve, head_motion
 from backends.viseme.bank import MouthBank
-from backends.viseme.generator import VisemeGenerator
+from backends.viseme.config import VisemeConfig
 from backends.viseme.interior import MouthLook, sclera_pixels
 from backends.viseme.render import EyeRenderer, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MAX_GAP, MouthRig
@@ -29,6 +29,7 @@ from lipsync.media.writer import VideoWriter
 from lipsync.pipeline import Pipeline
 from lipsync.protocol import Chunk, Face, Job
 from lipsync.progress import Reporter
+from lipsync.registry import construct
 from tests.conftest import ROOT
 
 SPEECH = ROOT / "assets" / "speech.wav"
@@ -291,7 +292,7 @@ def test_video_that_never_opens_its_mouth_is_drawn_with_a_note(detector, astrona
     reporter = Reporter(quiet=True)
     job = Job(num_frames=4, fps=25.0, audio=np.zeros(6400, np.float32), sample_rate=16000,
               features=track_of([("AA", 0.0, 0.16)], 0.16), source="video", reporter=reporter)
-    generator = VisemeGenerator()
+    generator = construct(VisemeConfig)
     frames = list(generator._video(job, [Chunk(0, 4, np.repeat(closed[None], 4, axis=0), [face] * 4)], generator.curves(job)))
     assert frames[0].shape == (4, 512, 512, 3)
     assert any("never shows its mouth open" in w for w in reporter.warnings)

@@ -31,16 +31,18 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
     from skimage.data import astronaut
 
     sys.path.insert(0, str(ROOT))
-    from backends.sonic.generator import FPS, SonicGenerator
+    from backends.sonic.config import SonicConfig
+    from backends.sonic.generator import FPS
     from lipsync.audio.whisper import WhisperAudioEncoder
     from lipsync.protocol import Chunk, Face, Job
+    from lipsync.registry import construct
     from tests import sonic_tiny
 
     paths = sonic_tiny.save_checkpoints(Path(folder) / "nets")
     whisper = sonic_tiny.save_whisper(Path(folder) / "whisper")
     options = sonic_tiny.overrides(paths, sonic_tiny.save_configs(Path(folder) / "configs"), whisper)
     options.pop("audio_encoder.checkpoint")
-    generator = SonicGenerator(steps=steps, min_resolution=resolution, **options)
+    generator = construct(SonicConfig, steps=steps, min_resolution=resolution, **options)
     generator.load(device)
     encoder = WhisperAudioEncoder(checkpoint=whisper, final_norm=True)
     encoder.load(device)

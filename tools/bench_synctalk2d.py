@@ -115,6 +115,7 @@ def _upstream_loop(person, net, features: np.ndarray, count: int) -> list[np.nda
     from backends.synctalk2d import geometry
     from backends.synctalk2d.features import unet_audio
     from lipsync.media.length import source_indices
+    from lipsync.registry import construct
 
     frames = []
     for i, template in enumerate(source_indices(len(person), 1, count + 1)):
@@ -157,12 +158,13 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
 
     from backends.synctalk2d import geometry
     from backends.synctalk2d.checkpoint import load_unet
-    from backends.synctalk2d.generator import SyncTalk2DGenerator
+    from backends.synctalk2d.config import SyncTalk2DConfig
     from backends.synctalk2d.person import PersonDataset
     from backends.synctalk2d.runtime import MIN_PSNR, supported
     from lipsync.cpu import cpu_info
     from lipsync.errors import ConfigError
     from lipsync.media.length import source_indices
+    from lipsync.registry import construct
 
     person = PersonDataset(person_dir)
     features = person.audio_features("ave")
@@ -176,7 +178,7 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
           f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     for runtime, precision in (("torch", "bf16"),):
         try:
-            SyncTalk2DGenerator(person=str(person_dir), checkpoint=str(checkpoint), runtime=runtime, precision=precision).load("cpu")
+            construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), runtime=runtime, precision=precision).load("cpu")
         except ConfigError as err:
             print(f"{runtime} {precision}: not timed: {err}")
     wanted = [tuple(p.split(":")) for p in args.paths.split(",")] if args.paths != "all" else supported("cpu")
@@ -184,8 +186,8 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
     runs = {}
     for runtime, precision in paths:
         start = time.perf_counter()
-        generator = SyncTalk2DGenerator(person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime=runtime,
-                                        precision=precision, threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
+        generator = construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime=runtime,
+                              precision=precision, threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
         generator.load("cpu")
         name = f"{runtime} {precision}" if runtime != "auto" else f"auto -> {generator.runtime} {generator.precision}"
         print(f"  {name}: ready in {time.perf_counter() - start:.1f} s (export, quantisation, probe)", flush=True)

@@ -62,9 +62,11 @@ def _export_unet(args) -> float:
     image = rng.random((2, 6, 320, 320), dtype=np.float32)
     audio = np.abs(rng.standard_normal((2,) + AUDIO_MODES[net.mode].unet_input)).astype(np.float32)
     if args.int8:
-        from backends.synctalk2d.generator import SyncTalk2DGenerator
+        from backends.synctalk2d.config import SyncTalk2DConfig
+        from lipsync.registry import construct
 
-        generator = SyncTalk2DGenerator(person=args.person, checkpoint=args.checkpoint, audio_mode=net.mode)
+        generator = construct(SyncTalk2DConfig, person=args.person, checkpoint=args.checkpoint, audio_mode=net.mode,
+                              runtime="torch", precision="fp32")
         fp32 = export_unet(net, out.with_name(f".{out.stem}.fp32.onnx"))
         try:
             quantize_unet(fp32, out, generator.calibration_batches)

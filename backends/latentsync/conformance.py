@@ -223,16 +223,18 @@ def pipeline(fx: Fixture) -> dict:
     the frames (looped as upstream's script loops them) with their 106-point landmarks as chunks.
     The recorded random draws replace the seeded ones (``noise`` hook); the intermediate tensors
     come from the ``trace`` hook."""
-    from backends.latentsync.generator import LatentSyncGenerator
+    from backends.latentsync.config import LatentSyncConfig
     from lipsync.audio.whisper import WhisperAudioEncoder, log_mel_frames, normalize_log_mel
     from lipsync.protocol import Chunk, Job
+    from lipsync.registry import construct
 
     run = fx.config["pipeline"]
     with tempfile.TemporaryDirectory() as folder:
         files = _write_published_files(fx, Path(folder))
         encoder = WhisperAudioEncoder(weights="whisper.tiny_openai", checkpoint=files["whisper"], segments="cut")
         encoder.load("cpu")
-        generator = LatentSyncGenerator(
+        generator = construct(
+            LatentSyncConfig,
             steps=int(run["num_inference_steps"]), guidance=float(run["guidance_scale"]), num_frames=int(run["num_frames"]),
             dtype="float32", mask=files["mask"], unet_config=files["unet_config"], resolution=int(run["height"]),
             checkpoints={name: files[name] for name in ("unet", "vae", "vae_config")},

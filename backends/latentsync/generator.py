@@ -80,17 +80,18 @@ class LatentSyncGenerator(Generator):
 
     def __init__(
         self,
-        version: str = "1.6",
-        steps: int = 20,
-        guidance: float = 1.5,
-        num_frames: int = 16,
-        deepcache: bool = False,
-        deepcache_interval: int = 3,
-        dtype: str = "auto",
-        mask: str | None = None,
-        checkpoints: Mapping[str, str | None] | None = None,
-        unet_config: str | None = None,
-        resolution: int | None = None,
+        *,
+        version: str,
+        steps: int,
+        guidance: float,
+        num_frames: int,
+        deepcache: bool,
+        deepcache_interval: int,
+        dtype: str,
+        mask: str | None,
+        checkpoints: Mapping[str, str | None] | None,
+        unet_config: str | None,
+        resolution: int | None,
     ):
         version = str(version)
         if version not in VERSIONS:

@@ -280,8 +280,9 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, WhisperConfig
 
-    from backends.sonic.generator import SonicGenerator
+    from backends.sonic.config import SonicConfig
     from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet, encoder_state_dict
+    from lipsync.registry import construct
 
     cfg = fx.config
     inference, settings = _pipeline_settings(fx)
@@ -305,7 +306,8 @@ def _pipeline_networks(fx: Fixture, folder: Path):
         configs[f"{name}_config"] = str(folder / f"{name}.json")
         Path(configs[f"{name}_config"]).write_text(json.dumps(architecture))
     _, adapter_scale = _adapter_args(cfg)
-    generator = SonicGenerator(
+    generator = construct(
+        SonicConfig,
         steps=int(settings["inference_steps"]),
         audio_guidance=float(settings["audio_guidance_scale"]),
         image_guidance=float(settings["min_appearance_guidance_scale"]),

@@ -50,18 +50,19 @@ class SyncTalk2DGenerator(Generator):
 
     def __init__(
         self,
-        person: str | None = None,
-        checkpoint: str | None = None,
-        audio_mode: str | None = None,
-        runtime: str = "torch",
-        precision: str = "fp32",
-        threads: int | None = None,
-        batch_size: int = 4,
-        blend: str = "feather",
-        feather: float = 0.08,
-        use_parsing: bool = True,
-        start_frame: int = 1,
-        chunk_size: int = 16,
+        *,
+        person: str | None,
+        checkpoint: str | None,
+        audio_mode: str | None,
+        runtime: str,
+        precision: str,
+        threads: int | None,
+        batch_size: int,
+        blend: str,
+        feather: float,
+        use_parsing: bool,
+        start_frame: int,
+        chunk_size: int,
     ):
         if blend not in BLENDS:
             raise ConfigError(f"backend.blend must be one of {', '.join(BLENDS)}, got {blend!r}")

@@ -39,14 +39,15 @@ class VisemeGenerator(Generator):
 
     def __init__(
         self,
-        mouth_intensity: float = 1.0,
-        smoothing: float = 0.03,
-        blink_rate: float = 15.0,
-        head_motion: float = 1.0,
-        teeth: bool = True,
-        own_mouth: bool = True,
-        fps: float = 25.0,
-        chunk_size: int = 25,
+        *,
+        mouth_intensity: float,
+        smoothing: float,
+        blink_rate: float,
+        head_motion: float,
+        teeth: bool,
+        own_mouth: bool,
+        fps: float,
+        chunk_size: int,
     ):
         self.mouth_intensity = float(mouth_intensity)
         self.smoothing = float(smoothing)

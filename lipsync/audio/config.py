@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from typing import Optional
 
-from lipsync.config import AudioEncoderConfig, register_schema
+from lipsync.config import AudioEncoderConfig, one_of, register_schema, within
 
 
 @dataclass
@@ -10,23 +10,14 @@ class AVEEncoderConfig(AudioEncoderConfig):
     _target_: str = "lipsync.audio.ave.AVEEncoder"
     name: str = "ave"
     checkpoint: Optional[str] = None  # a local audio_visual_encoder.pth instead of the registry's
-    fps: float = 25.0  # video frames the mel windows are cut for
-    pad_mode: str = "constant"  # STFT edge padding: constant (librosa >= 0.9) or reflect (older)
-    batch_size: int = 64  # mel windows per network call
-    runtime: str = "torch"  # torch or onnx (onnxruntime)
+    fps: float = within(25.0, 1, 120)  # video frames the mel windows are cut for
+    # STFT edge padding: constant (librosa >= 0.9, upstream today) or reflect (librosa < 0.9)
+    pad_mode: str = one_of("constant", ("constant", "reflect"))
+    batch_size: int = within(64, 1, 4096)  # mel windows per network call
+    runtime: str = one_of("torch", ("torch", "onnx"))  # torch or onnx (onnxruntime)
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {"synctalk2d.ave_encoder": self.checkpoint}
-
-    def __post_init__(self) -> None:
-        if self.pad_mode not in ("constant", "reflect"):
-            raise ValueError(f"audio_encoder.pad_mode must be constant or reflect, got {self.pad_mode!r}")
-        if self.runtime not in ("torch", "onnx"):
-            raise ValueError(f"audio_encoder.runtime must be torch or onnx, got {self.runtime!r}")
-        if not 1 <= self.batch_size <= 4096:
-            raise ValueError(f"audio_encoder.batch_size must be between 1 and 4096, got {self.batch_size}")
-        if not 1.0 <= self.fps <= 120.0:
-            raise ValueError(f"audio_encoder.fps must be between 1 and 120, got {self.fps}")
 
 
 @dataclass
@@ -34,15 +25,11 @@ class HubertEncoderConfig(AudioEncoderConfig):
     _target_: str = "lipsync.audio.hubert.HubertEncoder"
     name: str = "hubert"
     model_dir: Optional[str] = None  # a folder with config.json + weights instead of the registry's
-    chunk_seconds: float = 20.0  # audio per network call (upstream: 20 s)
+    chunk_seconds: float = within(20.0, 0.05, 600)  # audio per network call (upstream: 20 s)
 
     def weight_files(self) -> dict[str, Optional[str]]:
         # a model_dir replaces both registry files (config.json + weights)
         return {} if self.model_dir else {"synctalk2d.hubert_config": None, "synctalk2d.hubert": None}
-
-    def __post_init__(self) -> None:
-        if not 0.05 <= self.chunk_seconds <= 600.0:
-            raise ValueError(f"audio_encoder.chunk_seconds must be between 0.05 and 600, got {self.chunk_seconds}")
 
 
 @dataclass
@@ -51,17 +38,17 @@ class WhisperEncoderConfig(AudioEncoderConfig):
     name: str = "whisper"
     weights: str = "whisper.tiny"  # registry entry: whisper.tiny | tiny_openai | base | small
     checkpoint: Optional[str] = None  # a local openai *.pt or Hugging Face model.safetensors instead
-    segments: str = "overlap"  # overlap: seamless long audio | cut: upstream's back-to-back 30 s windows
+    # overlap: long audio without seams | cut: upstream's back-to-back 30 s windows
+    segments: str = one_of("overlap", ("overlap", "cut"))
     final_norm: bool = False  # LayerNorm the last state as transformers does (Sonic turns it on itself)
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {self.weights: self.checkpoint}
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.weights.startswith("whisper."):
             raise ValueError(f"audio_encoder.weights must name a whisper.* checkpoint, got {self.weights!r}")
-        if self.segments not in ("overlap", "cut"):
-            raise ValueError(f"audio_encoder.segments must be overlap or cut, got {self.segments!r}")
 
 
 register_schema("audio_encoder", "ave", AVEEncoderConfig)

@@ -2,24 +2,16 @@
 from dataclasses import dataclass
 from typing import Optional
 
-from lipsync.config import FaceDetectorConfig, register_schema
+from lipsync.config import FaceDetectorConfig, check_device, register_schema, within
 
 
 @dataclass
 class MediaPipeDetectorConfig(FaceDetectorConfig):
     _target_: str = "lipsync.face.mediapipe.MediaPipeFaceDetector"
     name: str = "mediapipe"
-    max_faces: int = 4
-    min_confidence: float = 0.5
-    redetect_every: int = 5  # full face search every N frames of a chunk; refit in place between
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_faces <= 32:
-            raise ValueError(f"face_detector.max_faces must be between 1 and 32, got {self.max_faces}")
-        if not 0.0 < self.min_confidence < 1.0:
-            raise ValueError(f"face_detector.min_confidence must be in (0, 1), got {self.min_confidence}")
-        if not 1 <= self.redetect_every <= 100:
-            raise ValueError(f"face_detector.redetect_every must be between 1 and 100, got {self.redetect_every}")
+    max_faces: int = within(4, 1, 32)  # faces looked for per frame (the tracker then picks one: see face.select)
+    min_confidence: float = within(0.5, 0, 1, open_interval=True)  # detection score below which a face is ignored
+    redetect_every: int = within(5, 1, 100)  # full face search every N frames of a chunk; refit in place between
 
 
 @dataclass
@@ -28,23 +20,19 @@ class InsightFaceDetectorConfig(FaceDetectorConfig):
     name: str = "insightface"
     models_dir: Optional[str] = None  # a folder with det_10g.onnx and 2d106det.onnx instead of the registry's zip
     det_size: int = 512  # detector input size (LatentSync: 512)
-    min_confidence: float = 0.5
-    max_faces: int = 4
-    bgr: bool = False  # false: RGB frames go in as they are, as LatentSync does
+    min_confidence: float = within(0.5, 0, 1, open_interval=True)  # detection score below which a face is ignored
+    max_faces: int = within(4, 1, 32)  # faces reported per frame (the tracker then picks one: see face.select)
+    bgr: bool = False  # false: RGB frames go in as they are, as LatentSync does (its models expect BGR)
     device: str = "auto"  # auto (CUDA when onnxruntime has it) | cpu | cuda
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {} if self.models_dir else {"insightface.buffalo_l": None}
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 32 <= self.det_size <= 2048 or self.det_size % 32:
             raise ValueError(f"face_detector.det_size must be a multiple of 32 in 32..2048, got {self.det_size}")
-        if not 0.0 < self.min_confidence < 1.0:
-            raise ValueError(f"face_detector.min_confidence must be in (0, 1), got {self.min_confidence}")
-        if not 1 <= self.max_faces <= 32:
-            raise ValueError(f"face_detector.max_faces must be between 1 and 32, got {self.max_faces}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ValueError(f"face_detector.device must be auto, cpu or cuda, got {self.device!r}")
+        check_device("face_detector.device", self.device, "auto, cpu or cuda")
 
 
 register_schema("face_detector", "mediapipe", MediaPipeDetectorConfig)

@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 from typing import Optional
 
-from lipsync.config import InterpolatorConfig, register_schema
+from lipsync.config import InterpolatorConfig, register_schema, within
 
 
 @dataclass
@@ -26,15 +26,11 @@ class RifeInterpolatorConfig(InterpolatorConfig):
     _target_: str = "lipsync.interp.rife.RifeInterpolator"
     name: str = "rife"
     checkpoint: Optional[str] = None  # a local flownet.pkl instead of the registry's rife.flownet
-    batch_size: int = 4  # frame pairs per network call
+    batch_size: int = within(4, 1, 256)  # frame pairs per network call
     half: bool = True  # float16 on CUDA
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {"rife.flownet": self.checkpoint}
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.batch_size <= 256:
-            raise ValueError(f"interpolator.batch_size must be between 1 and 256, got {self.batch_size}")
 
 
 register_schema("interpolator", "rife", RifeInterpolatorConfig)
