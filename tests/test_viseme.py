@@ -20,7 +20,6 @@ from lipsync.api import compose
 from lipsync.audio.phones import Phone, PhonemeEncoder, SpeechTrack
 from lipsync.audio.signal import speech_envelope
 from lipsync.compose.masks import polygon_mask
-from lipsync.compose.warp import triangulate
 from lipsync.face import landmarks as lm
 from lipsync.face.mediapipe import MediaPipeFaceDetector
 from lipsync.media.audio import load_audio
@@ -168,13 +167,29 @@ def test_rig_sets_the_lip_gap_and_keeps_the_upper_face(astronaut_mesh):
     assert opened.dst[chin, 1] - opened.src[chin, 1] > 0.2 * MAX_GAP * rig.frame.mouth_width
 
 
+def test_a_video_rig_reuses_the_first_frames_layout_until_a_triangle_folds(astronaut_mesh):
+    first = MouthRig(astronaut_mesh)
+    angle = np.deg2rad(4.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = astronaut_mesh.copy()
+    moved[:, :2] = (astronaut_mesh[:, :2] - 256) @ turn.T * 1.05 + 256 + (3.0, -2.0)
+    reused, fresh = MouthRig(moved, like=first), MouthRig(moved)
+    assert reused.triangles is first.triangles
+    for shape in ((0.0, 0.0, 0.0), (0.8, 0.3, 0.0), (0.4, -0.5, 0.9)):
+        np.testing.assert_allclose(reused.pose(*shape).dst, fresh.pose(*shape).dst, atol=1e-6)
+    # A chin point pushed up over the lower lip folds triangles: the rig triangulates again.
+    folded = moved.copy()
+    folded[lm.CHIN, :2] = moved[lm.LIPS_INNER_LOWER[5], :2] - (0.0, 4.0)
+    assert MouthRig(folded, like=first).triangles is not first.triangles
+
+
 def test_rendering_leaves_everything_above_the_nose_bit_exact(astronaut_mesh):
     image = data.astronaut()
     rig = MouthRig(astronaut_mesh)
     renderer = MouthRenderer()
     source = closed_mouth_source(image, astronaut_mesh)
     out = image.copy()
-    renderer.render(source, out, rig, triangulate(rig.src), MouthLook.of(image, astronaut_mesh), 0.9, 0.2, 0.0)
+    renderer.render(source, out, rig, MouthLook.of(image, astronaut_mesh), 0.9, 0.2, 0.0)
     above = above_nose(astronaut_mesh, image.shape)
     assert np.array_equal(out[above], image[above])
     assert np.abs(out.astype(int) - image).sum() > 0  # the mouth did change
@@ -193,13 +208,12 @@ def test_no_specks_on_any_mouth_shape_or_blink(faces):
         x1, y1 = np.ceil(points[:, :2].max(axis=0)).astype(int) + 4
         face = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
         rig = MouthRig(points)
-        triangles = triangulate(rig.src)
         source = closed_mouth_source(image, points)
         look = MouthLook.of(image, points)
         renderer, eyes = MouthRenderer(), EyeRenderer(points, image.shape)
         for k, (open_, width, round_) in enumerate(shapes):
             out = image.copy()
-            renderer.render(source, out, rig, triangles, look, open_, width, round_)
+            renderer.render(source, out, rig, look, open_, width, round_)
             closed = [0.0, 0.5, 0.9, 1.0][k % 4]
             eyes.render(image, out, closed)
             # What may show its own bright or dark detail: the open mouth and the eyes' open part.
@@ -223,7 +237,7 @@ def test_teeth_take_their_white_from_the_sclera(faces):
         assert len(sclera) > 20
         rig = MouthRig(points)
         out = image.copy()
-        MouthRenderer().render(closed_mouth_source(image, points), out, rig, triangulate(rig.src),
+        MouthRenderer().render(closed_mouth_source(image, points), out, rig,
                                MouthLook.of(image, points), 1.0, 0.2, 0.0)
         pose = rig.pose(1.0, 0.2, 0.0)
         inside = polygon_mask((0, 0, 512, 512), [pose.cavity]) > 0.99
@@ -270,7 +284,7 @@ def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
     image = data.astronaut()
     rig = MouthRig(astronaut_mesh)
     open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
-    source, triangles = closed_mouth_source(image, astronaut_mesh), triangulate(rig.src)
+    source = closed_mouth_source(image, astronaut_mesh)
     look = MouthLook.of(image, astronaut_mesh)
     inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
     errors = []
@@ -279,7 +293,7 @@ def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
             bank.add(image, astronaut_mesh)
             bank.shown = 100  # past the fade-in
         out = image.copy()
-        MouthRenderer().render(source, out, rig, triangles, look, open_, 0.0, 0.0, bank)
+        MouthRenderer().render(source, out, rig, look, open_, 0.0, 0.0, bank)
         errors.append(np.abs(out[inside].astype(float) - image[inside]).mean())
     assert errors[1] < 0.5 * errors[0], errors
 

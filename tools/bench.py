@@ -7,7 +7,8 @@ factor at 512x512, split by stage (decode, face analysis, audio analysis, render
 Each case runs once to load the models, then ``--repeat`` timed runs; the best is reported (the
 machine is shared; the best run is the least disturbed). Real-time factor = seconds of video made
 per second of wall-clock time (the targets on 2 CPU cores: >= 10 from a still, >= 3 from a video). The CPU time of the run and
-the machine's load average are printed too: on a shared machine the wall clock overstates the cost.
+the machine's load average are printed too: on a shared machine the wall clock overstates the cost,
+and CPU seconds per second of video (with the bound it sets on a quiet host) is the figure to compare.
 Stage times overlap (the backend renders the next chunk while the core encodes), so they can add
 up to more than the wall time.
 """
@@ -48,15 +49,17 @@ TARGETS = {"image": 10.0, "video": 3.0}
 
 
 def cpu_model() -> str:
+    """The CPU's model name and the vector extensions that matter to numpy, OpenCV and x264."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    import platform
+        import platform
 
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni")
+    return f"{name}, {' '.join(flag for flag in wanted if flag in flags) or 'no AVX'}"
 
 
 def run_case(label: str, source: dict, overrides: dict, repeat: int, target: float) -> None:
@@ -85,6 +88,9 @@ def run_case(label: str, source: dict, overrides: dict, repeat: int, target: flo
           f"real-time factor {result.duration / wall:5.2f}x (target {target:.0f}x: {result.duration / wall / target:4.2f} of it)")
     print(f"  CPU time (all threads)   {cpu:6.2f} s  ->  {cpu / result.duration:5.2f} CPU-seconds per second of video; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measuring")
+    # What a quiet host could reach: this CPU time spread over every core, nothing else running.
+    print(f"  bound on a quiet host      {result.duration * os.cpu_count() / cpu:5.2f}x real time "
+          f"(seconds of video x cores / CPU seconds; target {target:.0f}x)")
     for name, seconds in sorted(stages.items(), key=lambda item: -item[1]):
         print(f"    {name:<16} {seconds:6.2f} s  {1000 * seconds / result.frames:6.2f} ms/frame  {100 * seconds / wall:5.1f}%")
     print(f"    {'other':<16} {other:6.2f} s  {1000 * other / result.frames:6.2f} ms/frame  {100 * other / wall:5.1f}%")
