@@ -271,8 +271,9 @@ class InteriorPainter:
                 gloss = np.exp(-0.5 * ((distance - 0.45 * width) / max(0.18 * width, 0.5)) ** 2) * (1 - side**2)
                 wet = wet + gloss_amount * gloss[..., None] * (look.teeth - wet)
             colour += (band * (1.0 - 0.5 * side))[..., None] * (wet - colour)
-        # The upper lip's soft shadow on whatever is under it.
-        colour *= (1.0 - 0.35 * np.exp(-np.clip(d_up, 0, None) / max(0.04 * m, 0.8)))[..., None]
+        # The upper lip's soft shadow on whatever is under it: faint and narrow, as a deep wide one
+        # reads as more upper lip (a mouth seen less open than it is drawn).
+        colour *= (1.0 - 0.15 * np.exp(-np.clip(d_up, 0, None) / max(0.03 * m, 0.8)))[..., None]
         alpha = cover[..., None]
         patch[...] = np.clip(np.rint(patch + alpha * (colour - patch)), 0, 255).astype(np.uint8)
 
@@ -299,7 +300,9 @@ class InteriorPainter:
         scale = m / MOUTH_MM
         upper_bounds = _arch(UPPER_TEETH_MM, m)
         crown = 9.5 * scale
-        visible = np.minimum(crown, 0.02 * m + 0.4 * gap)
+        # Upper incisors show a little below the lip even at rest (about 1.5 mm) and fill half of
+        # an opening: a slightly open mouth shows their edges, not a shadow that reads as more lip.
+        visible = np.minimum(crown, 0.03 * m + 0.5 * gap)
         gum = float(np.clip((mid_gap / m - 0.26) * 0.3, 0.0, 0.035)) * m
         # Roots start a little above the lip's edge, hidden behind it (or behind the gum).
         upper_tooth, upper_shade = row(upper_bounds, list(np.asarray(UPPER_LENGTH) * crown + 2.0), edge_up + gum - 2.0, 1.0, 1.0)
