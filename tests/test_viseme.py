@@ -299,6 +299,31 @@ def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
     assert errors[1] < 0.5 * errors[0], errors
 
 
+def test_bank_mouths_from_other_light_are_recoloured_to_the_frame(astronaut_mesh):
+    """A mouth kept from a frame under warm, dim light, drawn into a frame under the original light:
+    its inside comes out in the frame's colours, not the other light's."""
+    image = data.astronaut()
+    rig = MouthRig(astronaut_mesh)
+    open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
+    source = closed_mouth_source(image, astronaut_mesh)
+    look = MouthLook.of(image, astronaut_mesh)
+    inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
+    cast = np.clip(image * np.array([1.15, 0.85, 0.6]) + 10, 0, 255).astype(np.uint8)
+    drawn = {}
+    for name, kept in (("same light", image), ("other light", cast)):
+        bank = MouthBank()
+        bank.add(kept, astronaut_mesh)
+        bank.shown = 100
+        out = image.copy()
+        MouthRenderer().render(source, out, rig, look, open_, 0.0, 0.0, bank)
+        drawn[name] = out[inside].astype(float)
+    real = image[inside].astype(float)
+    # Without recolouring the cast shows: blue down by a third against red.
+    means = {name: pixels.mean(axis=0) for name, pixels in drawn.items()}
+    assert np.abs(means["other light"] - means["same light"]).max() < 6.0, means  # red clipped in the cast: not quite exact
+    assert np.abs(drawn["other light"] - real).mean() < 1.2 * np.abs(drawn["same light"] - real).mean(), means
+
+
 def test_video_that_never_opens_its_mouth_is_drawn_with_a_note(detector, astronaut_mesh):
     closed = closed_mouth_source(data.astronaut(), astronaut_mesh)
     mesh = detector.detect(closed)[0].landmarks

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from backends.viseme.bank import MouthBank
+from backends.viseme.bank import RING_REACH, MouthBank, ring_stats
 from backends.viseme.rig import MouthPose
 from lipsync.compose.masks import polygon_mask, smoothstep
 from lipsync.compose.warp import region
@@ -259,7 +259,11 @@ class InteriorPainter:
             colour = self._teeth(colour, across, v, edge_up, edge_low, gap, side, mid_gap, m, look)
 
         if bank:
-            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m)
+            # The bank's mouths recoloured to this frame's light, read off the lips around the opening.
+            reach = RING_REACH * m
+            ring = within & (((d_up < 0) & (d_up > -reach)) | ((d_low < 0) & (d_low > -reach)))
+            stats = ring_stats(patch[ring]) if ring.sum() >= 16 else None
+            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m, stats)
             colour += share[..., None] * (own - colour)
         # The lips' wet inner side rolls into view at the rim as they part: mostly the lower lip's,
         # which faces up and catches the light; the upper one's faces away.
