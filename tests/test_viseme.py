@@ -167,6 +167,38 @@ def test_rig_sets_the_lip_gap_and_keeps_the_upper_face(astronaut_mesh):
     assert opened.dst[chin, 1] - opened.src[chin, 1] > 0.2 * MAX_GAP * rig.frame.mouth_width
 
 
+def test_the_chin_drops_with_the_jaw_and_the_skin_above_it_stretches(astronaut_mesh):
+    """Dots painted on the skin at the chin and halfway up to the lower lip, found again in the
+    rendered frame: the chin goes down with the opening, the halfway dot by about the mean of the
+    lip's and the chin's drops (stretched skin), not by the lip's (skin sliding as one piece)."""
+    image = data.astronaut()
+    rig = MouthRig(astronaut_mesh)
+    lip, chin = astronaut_mesh[lm.LIPS_OUTER_LOWER[5], :2], astronaut_mesh[lm.CHIN, :2]
+    dots = {"chin": chin - 0.08 * (chin - lip), "half": 0.5 * (lip + chin)}
+
+    def drops(open_: float) -> dict[str, float]:
+        marked = image.copy()
+        for centre in dots.values():
+            cv2.circle(marked, tuple(int(round(c)) for c in centre), 2, (0, 255, 0), -1)
+        found = {}
+        for name, centre in dots.items():
+            out, plain = marked.copy(), image.copy()
+            MouthRenderer().render(marked, out, rig, MouthLook.of(image, astronaut_mesh), open_, 0.0, 0.0)
+            MouthRenderer().render(image, plain, rig, MouthLook.of(image, astronaut_mesh), open_, 0.0, 0.0)
+            x, y = np.round(centre).astype(int)
+            window = np.abs(out.astype(int) - plain)[y - 12: y + 30, x - 12: x + 13].sum(axis=2)
+            ys, _ = np.nonzero(window > 40)
+            found[name] = float(ys.mean()) + y - 12
+        return found
+
+    closed, opened = drops(0.0), drops(1.0)
+    lip_drop = float(rig.pose(1.0, 0.0, 0.0).dst[list(rig.ids).index(lm.LIPS_OUTER_LOWER[5]), 1] -
+                     rig.pose(0.0, 0.0, 0.0).dst[list(rig.ids).index(lm.LIPS_OUTER_LOWER[5]), 1])
+    chin_drop, half_drop = opened["chin"] - closed["chin"], opened["half"] - closed["half"]
+    assert chin_drop > 0.45 * lip_drop, (chin_drop, lip_drop)
+    assert chin_drop + 1.0 < half_drop < lip_drop - 1.0, (chin_drop, half_drop, lip_drop)
+
+
 def test_a_video_rig_reuses_the_first_frames_layout_until_a_triangle_folds(astronaut_mesh):
     first = MouthRig(astronaut_mesh)
     angle = np.deg2rad(4.0)

@@ -7,7 +7,8 @@ head opens its mouth along its own axis.
 The mouth: the gap between the inner lips is set to a target profile (widest in the middle,
 closed at the corners) whatever the source shows, so an open-mouthed photo closes in silence and a
 closed one opens. Three quarters of a change goes to the lower lip and the jaw, which carries the
-chin and the lower face with it (fading toward the ears); the rest to the upper lip. Spreading and
+chin and the lower face with it (fading toward the ears; the chin drops less than the lip, the skin between
+stretching); the rest to the upper lip. Spreading and
 rounding scale the lips about the mouth centre; rounding also thickens them.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lipsync.face import landmarks as lm
 
 JAW_SHARE = 0.75  # of a change of lip gap, the part the lower lip (and jaw) takes
 MAX_GAP = 0.42  # inner-lip gap at open = 1, in mouth widths
+CHIN_SHARE = 0.7  # of the lower lip's drop, the part the chin takes
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,12 @@ class MouthRig:
         self._follow_reach = kernel.max(axis=1) * smoothstep(nose + 0.1 * (lip_top - nose), lip_top, mesh[rest, 1])
         self._follow_weights = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
 
+    def _lower_lip_v(self, u: np.ndarray) -> np.ndarray:
+        """The lower lip's outer edge (v) above each u (held flat beyond the corners)."""
+        outer = self.local[_LOWER_OUTER]
+        order = np.argsort(outer[:, 0])
+        return np.interp(u, outer[order, 0], outer[order, 1])
+
     def source_gap(self) -> np.ndarray:
         """Gap between the inner lips, column by column (corner to corner), in pixels."""
         return self.local[_LOWER_INNER, 1] - self.local[_UPPER_INNER, 1]
@@ -174,11 +182,16 @@ class MouthRig:
         centre = len(change) // 2
         jaw = JAW_SHARE * change[centre]
 
-        # The jaw carries the lower face: full below the lower lip, fading up the cheeks and
-        # toward the ears.
+        # The jaw carries the lower face, fading up the cheeks and toward the ears. The lower lip
+        # drops further than the chin (its own muscle pulls it down too), so the skin between them
+        # stretches, from the lip's drop to the chin's, instead of sliding down as one piece; below
+        # the chin it stretches over the neck to the fixed anchors.
         u, v = mesh[:, 0], mesh[:, 1]
+        lip, chin = self._lower_lip_v(u), self.local[lm.CHIN, 1]
+        toward_chin = np.clip((v - lip) / max(chin - float(self._lower_lip_v(np.zeros(1))[0]), 1.0), 0.0, 1.0)
+        stretch = 1.0 - (1.0 - CHIN_SHARE) * toward_chin
         carry = smoothstep(-0.15 * m, 0.35 * m, v) * (1.0 - 0.75 * smoothstep(0.7 * m, 1.6 * m, np.abs(u)))
-        delta[:n_mesh, 1] = jaw * carry
+        delta[:n_mesh, 1] = jaw * carry * stretch
 
         slot = self._slot
         for k, (up, low) in enumerate(zip(_UPPER_INNER, _LOWER_INNER)):
