@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from backends.viseme.bank import RING_REACH, MouthBank, ring_stats
+from backends.viseme.bank import MouthBank, lip_colour
 from backends.viseme.rig import MouthPose
 from lipsync.compose.masks import polygon_mask, smoothstep
 from lipsync.compose.warp import region
@@ -48,6 +48,7 @@ class MouthLook:
     teeth: np.ndarray
     gum: np.ndarray
     mucosa: np.ndarray  # the wet inner side of the lips
+    lips: np.ndarray  # the lips' own mean colour
 
     @classmethod
     def of(cls, image: np.ndarray, points: np.ndarray) -> "MouthLook":
@@ -76,7 +77,8 @@ class MouthLook:
                    tongue=lip * tint(0.82, 0.56, 0.56),
                    teeth=teeth.astype(np.float32),
                    gum=(0.72 * lip + 0.28 * skin) * tint(1.02, 0.9, 0.92),
-                   mucosa=lip * tint(0.85, 0.6, 0.6))
+                   mucosa=lip * tint(0.85, 0.6, 0.6),
+                   lips=lip)
 
     def toward(self, other: "MouthLook", step: float) -> "MouthLook":
         """These colours moved ``step`` of the way to ``other``'s."""
@@ -94,18 +96,6 @@ def _sample(image: np.ndarray, point: np.ndarray, radius: int = 2) -> np.ndarray
     height, width = image.shape[:2]
     patch = image[max(0, y - radius): min(height, y + radius + 1), max(0, x - radius): min(width, x + radius + 1)]
     return patch.reshape(-1, 3).mean(axis=0).astype(np.float32) if patch.size else np.full(3, 180, np.float32)
-
-
-def lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    outer = np.asarray(points)[list(lm.LIPS_OUTER), :2]
-    inner = np.asarray(points)[list(lm.LIPS_INNER), :2]
-    box = region(outer, image.shape, margin=1)
-    lips = (polygon_mask(box, [outer]) * (1.0 - polygon_mask(box, [inner]))).reshape(-1)
-    x0, y0, x1, y1 = box
-    if lips.sum() < 1.0:
-        return np.array([170, 90, 90], np.float32)
-    pixels = image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
-    return (pixels * lips[:, None]).sum(axis=0) / lips.sum()
 
 
 def sclera_pixels(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -259,11 +249,7 @@ class InteriorPainter:
             colour = self._teeth(colour, across, v, edge_up, edge_low, gap, side, mid_gap, m, look)
 
         if bank:
-            # The bank's mouths recoloured to this frame's light, read off the lips around the opening.
-            reach = RING_REACH * m
-            ring = within & (((d_up < 0) & (d_up > -reach)) | ((d_low < 0) & (d_low > -reach)))
-            stats = ring_stats(patch[ring]) if ring.sum() >= 16 else None
-            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m, stats)
+            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m, look.lips)  # in this frame's light
             colour += share[..., None] * (own - colour)
         # The lips' wet inner side rolls into view at the rim as they part: mostly the lower lip's,
         # which faces up and catches the light; the upper one's faces away.
