@@ -83,7 +83,7 @@ def test_shifted_sound_is_found_within_one_frame(rendered, tmp_path, delay):
 
 def test_rendered_clip_is_in_sync_and_closes_its_mouth_in_silence(rendered):
     scores = mouth_sync_scores(rendered, text="Hello! This is a lip sync demo")
-    assert abs(scores.offset) <= 1 and scores.correlation > 0.5, scores  # viseme v2 scores 0.56 on this 3 s, 256 px clip (0.74 on the demo)
+    assert abs(scores.offset) <= 1 and scores.correlation > 0.65, scores  # measured 0.75 on this 3 s, 256 px clip (0.87 on the demo)
     assert scores.face_coverage == 1.0 and scores.frames == SECONDS * FPS
     assert scores.opening_silence < 0.5 * scores.opening_speech, scores
     assert scores.bilabials >= 1 and scores.bilabial_opening < 0.5 * scores.open_vowel_opening, scores
@@ -153,7 +153,7 @@ def test_eval_writes_json_and_table_without_weights(rendered, tmp_path, capsys):
     assert "sync r" in table and "offset" in table and rendered.name in table
     scores = json.loads(out.read_text())
     row = scores["videos"]["clips"][0]
-    assert row["sync"]["offset"] in (-1, 0, 1) and row["sync"]["correlation"] > 0.5
+    assert row["sync"]["offset"] in (-1, 0, 1) and row["sync"]["correlation"] > 0.65
     assert row["lse"] is None and "no SyncNet v2 weights" in scores["protocol"]["lse"]
     # Paired with itself, the reference is a perfect match.
     quality = row["quality"]

@@ -10,7 +10,9 @@ To draw a target mouth, the two slots nearest its opening are read column by col
 column of the target opening (upper inner lip to lower) is stretched onto the same column of the
 slot's opening, so the person's teeth, tongue and inner lips land between the target's lips. The
 slots' weights follow the target smoothly over frames (no flicker), and the bank fades in over a
-few frames once it has something to show.
+few frames once it has something to show. Each slot also keeps the mean colour of its lips; a slot is drawn with each channel scaled so that this matches the target frame's (a
+change of light scales the channels), so mouths kept under other light (another shot, a lamp
+switched on) do not flicker in colour as the weights move between slots.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import cv2
 import numpy as np
 
 from backends.viseme.rig import FaceFrame
+from lipsync.compose.masks import polygon_mask
+from lipsync.compose.warp import region
 from lipsync.face import landmarks as lm
 
 SCALE = 64.0  # bank pixels per mouth width
@@ -28,6 +32,7 @@ MIN_MOUTH_PIXELS = 28.0  # smaller mouths are too coarse to be worth keeping
 MAX_TURN = 0.35  # |corner depth difference| / mouth width: beyond it the view is too far round
 WEIGHT_FOLLOW = 0.35  # per frame, how fast the slots' weights follow the target
 FADE_FRAMES = 8
+MAX_GAIN = 2.0  # a slot's channels are scaled by at most this (or its inverse)
 
 
 class MouthBank:
@@ -37,6 +42,7 @@ class MouthBank:
         self.upper = np.zeros((len(OPENINGS), len(lm.LIPS_INNER_UPPER), 2), np.float32)
         self.lower = np.zeros_like(self.upper)
         self.opening = np.full(len(OPENINGS), np.nan, np.float32)
+        self.lips = np.ones((len(OPENINGS), 3), np.float32)
         self.weights = np.zeros(len(OPENINGS), np.float32)
         self.shown = 0  # frames drawn from the bank so far (for the fade-in)
         self.frames_seen = 0
@@ -71,14 +77,16 @@ class MouthBank:
         self.upper[slot] = face.local(points[list(lm.LIPS_INNER_UPPER)]) / m
         self.lower[slot] = face.local(points[list(lm.LIPS_INNER_LOWER)]) / m
         self.opening[slot] = opening
+        self.lips[slot] = np.maximum(lip_colour(frame, points), 1.0)
         return True
 
     def colours(self, u: np.ndarray, v: np.ndarray, edge_up: np.ndarray, edge_low: np.ndarray, m: float,
-                target: float) -> tuple[np.ndarray, float]:
+                target: float, lips: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The bank's picture of the inside at the mouth-local pixels (u, v) of a target whose
         inner lips are ``edge_up``/``edge_low`` (per pixel, pixels) and opening ``target`` (gap /
         width); and how much of it to use per pixel (0..1: the fade-in, and none where the
-        target opens wider than any kept mouth showed)."""
+        target opens wider than any kept mouth showed). ``lips``: the target frame's lip colour
+        (``lip_colour``); each slot's channels are scaled so that its own lips' colour matches it."""
         known = np.isfinite(self.opening)
         distance = np.where(known, np.abs(np.nan_to_num(self.opening, nan=9.0) - target), np.inf)
         nearest = np.argsort(distance)[:2]
@@ -111,12 +119,29 @@ class MouthBank:
             map_x = ((bu + HALF_WIDTH) * SCALE).astype(np.float32)
             map_y = ((bv + HALF_HEIGHT) * SCALE).astype(np.float32)
             sample = cv2.remap(self.patches[slot], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            sample = sample.astype(np.float32)
+            if lips is not None:
+                sample *= np.clip(lips / self.lips[slot], 1.0 / MAX_GAIN, MAX_GAIN)
             weight = float(self.weights[slot])
-            colour += weight * reach[..., None] * sample.astype(np.float32)
+            colour += weight * reach[..., None] * sample
             valid += weight * reach
             total += weight
         share = min(1.0, self.shown / FADE_FRAMES) * valid / max(total, 1e-6)
         return colour / np.maximum(valid, 1e-6)[..., None], share
+
+
+def lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The mean colour of the lips (between the mesh's outer and inner lip rings): the reference a
+    mouth bank matches colours by, and the tone of the drawn mouth's soft tissue."""
+    outer = np.asarray(points)[list(lm.LIPS_OUTER), :2]
+    inner = np.asarray(points)[list(lm.LIPS_INNER), :2]
+    box = region(outer, image.shape, margin=1)
+    lips = (polygon_mask(box, [outer]) * (1.0 - polygon_mask(box, [inner]))).reshape(-1)
+    x0, y0, x1, y1 = box
+    if lips.sum() < 1.0:
+        return np.array([170, 90, 90], np.float32)
+    pixels = image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+    return (pixels * lips[:, None]).sum(axis=0) / lips.sum()
 
 
 def _along(curve: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from backends.viseme.rig import MouthRig
 from backends.viseme.visemes import MouthCurves, mouth_curves
 from lipsync.audio.phones import SpeechTrack
 from lipsync.compose.blend import paste
-from lipsync.compose.warp import triangulate
 from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
@@ -87,7 +86,6 @@ class VisemeGenerator(Generator):
         points = _mesh(job.face, still=True)
         source = closed_mouth_source(image, points)
         rig = MouthRig(points)
-        triangles = triangulate(rig.src)
         look = MouthLook.of(image, points)
         times = np.arange(job.num_frames) / job.fps
         blinks = blink_curve(times, self.blink_rate, job.seed)
@@ -95,7 +93,7 @@ class VisemeGenerator(Generator):
         head = HeadMover(points, image.shape) if self.head_motion > 0 else None
         motion = head_motion(times, self.head_motion, job.seed, loudness=np.clip(curves.open, 0, 1)) if head else None
         cache = MouthCache()
-        draw = partial(self.mouth.patch, source, rig, triangles, look)
+        draw = partial(self.mouth.patch, source, rig, look)
         for chunk in chunks:
             out = np.empty((len(chunk),) + image.shape, np.uint8)
             for k in range(len(chunk)):
@@ -113,6 +111,7 @@ class VisemeGenerator(Generator):
 
     def _video(self, job: Job, chunks: Iterable[Chunk], curves: MouthCurves) -> Iterator[np.ndarray]:
         look: MouthLook | None = None
+        rig: MouthRig | None = None
         bank = MouthBank() if self.own_mouth else None
         for chunk in chunks:
             out = np.array(chunk.frames, dtype=np.uint8, copy=True)
@@ -127,10 +126,10 @@ class VisemeGenerator(Generator):
                 if look is None or i % LOOK_EVERY == 0:
                     seen = MouthLook.of(frame, points)
                     look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
-                rig = MouthRig(points)
+                rig = MouthRig(points, like=rig)
                 # The warp reads the frame before it writes it, so the frame can be its own source.
                 source = closed_mouth_source(out[k], points, copy=False)
-                self.mouth.render(source, out[k], rig, triangulate(rig.src), look,
+                self.mouth.render(source, out[k], rig, look,
                                   curves.open[i], curves.width[i], curves.round[i], bank)
             yield out
         if bank is not None and not bank and job.reporter is not None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from backends.viseme.bank import MouthBank
+from backends.viseme.bank import MouthBank, lip_colour
 from backends.viseme.rig import MouthPose
 from lipsync.compose.masks import polygon_mask, smoothstep
 from lipsync.compose.warp import region
@@ -48,6 +48,7 @@ class MouthLook:
     teeth: np.ndarray
     gum: np.ndarray
     mucosa: np.ndarray  # the wet inner side of the lips
+    lips: np.ndarray  # the lips' own mean colour
 
     @classmethod
     def of(cls, image: np.ndarray, points: np.ndarray) -> "MouthLook":
@@ -76,7 +77,8 @@ class MouthLook:
                    tongue=lip * tint(0.82, 0.56, 0.56),
                    teeth=teeth.astype(np.float32),
                    gum=(0.72 * lip + 0.28 * skin) * tint(1.02, 0.9, 0.92),
-                   mucosa=lip * tint(0.85, 0.6, 0.6))
+                   mucosa=lip * tint(0.85, 0.6, 0.6),
+                   lips=lip)
 
     def toward(self, other: "MouthLook", step: float) -> "MouthLook":
         """These colours moved ``step`` of the way to ``other``'s."""
@@ -94,18 +96,6 @@ def _sample(image: np.ndarray, point: np.ndarray, radius: int = 2) -> np.ndarray
     height, width = image.shape[:2]
     patch = image[max(0, y - radius): min(height, y + radius + 1), max(0, x - radius): min(width, x + radius + 1)]
     return patch.reshape(-1, 3).mean(axis=0).astype(np.float32) if patch.size else np.full(3, 180, np.float32)
-
-
-def lip_colour(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    outer = np.asarray(points)[list(lm.LIPS_OUTER), :2]
-    inner = np.asarray(points)[list(lm.LIPS_INNER), :2]
-    box = region(outer, image.shape, margin=1)
-    lips = (polygon_mask(box, [outer]) * (1.0 - polygon_mask(box, [inner]))).reshape(-1)
-    x0, y0, x1, y1 = box
-    if lips.sum() < 1.0:
-        return np.array([170, 90, 90], np.float32)
-    pixels = image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
-    return (pixels * lips[:, None]).sum(axis=0) / lips.sum()
 
 
 def sclera_pixels(image: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -259,7 +249,7 @@ class InteriorPainter:
             colour = self._teeth(colour, across, v, edge_up, edge_low, gap, side, mid_gap, m, look)
 
         if bank:
-            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m)
+            own, share = bank.colours(u, v, edge_up, edge_low, m, mid_gap / m, look.lips)  # in this frame's light
             colour += share[..., None] * (own - colour)
         # The lips' wet inner side rolls into view at the rim as they part: mostly the lower lip's,
         # which faces up and catches the light; the upper one's faces away.
@@ -271,8 +261,9 @@ class InteriorPainter:
                 gloss = np.exp(-0.5 * ((distance - 0.45 * width) / max(0.18 * width, 0.5)) ** 2) * (1 - side**2)
                 wet = wet + gloss_amount * gloss[..., None] * (look.teeth - wet)
             colour += (band * (1.0 - 0.5 * side))[..., None] * (wet - colour)
-        # The upper lip's soft shadow on whatever is under it.
-        colour *= (1.0 - 0.35 * np.exp(-np.clip(d_up, 0, None) / max(0.04 * m, 0.8)))[..., None]
+        # The upper lip's soft shadow on whatever is under it: faint and narrow, as a deep wide one
+        # reads as more upper lip (a mouth seen less open than it is drawn).
+        colour *= (1.0 - 0.15 * np.exp(-np.clip(d_up, 0, None) / max(0.03 * m, 0.8)))[..., None]
         alpha = cover[..., None]
         patch[...] = np.clip(np.rint(patch + alpha * (colour - patch)), 0, 255).astype(np.uint8)
 
@@ -299,7 +290,9 @@ class InteriorPainter:
         scale = m / MOUTH_MM
         upper_bounds = _arch(UPPER_TEETH_MM, m)
         crown = 9.5 * scale
-        visible = np.minimum(crown, 0.02 * m + 0.4 * gap)
+        # Upper incisors show a little below the lip even at rest (about 1.5 mm) and fill half of
+        # an opening: a slightly open mouth shows their edges, not a shadow that reads as more lip.
+        visible = np.minimum(crown, 0.03 * m + 0.5 * gap)
         gum = float(np.clip((mid_gap / m - 0.26) * 0.3, 0.0, 0.035)) * m
         # Roots start a little above the lip's edge, hidden behind it (or behind the gum).
         upper_tooth, upper_shade = row(upper_bounds, list(np.asarray(UPPER_LENGTH) * crown + 2.0), edge_up + gum - 2.0, 1.0, 1.0)

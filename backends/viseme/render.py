@@ -15,7 +15,7 @@ from backends.viseme.interior import InteriorPainter, MouthLook
 from backends.viseme.rig import EyeRig, MouthRig
 from lipsync.compose.blend import blend, paste
 from lipsync.compose.masks import ellipse_mask, polygon_mask
-from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map, triangulate
+from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map
 from lipsync.face import landmarks as lm
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -72,17 +72,16 @@ class MouthRenderer:
     def __init__(self, teeth: bool = True):
         self.interior = InteriorPainter(teeth=teeth)
 
-    def render(self, source: np.ndarray, out: np.ndarray, rig: MouthRig, triangles: np.ndarray,
-               look: MouthLook, open_: float, width: float, round_: float, bank: MouthBank | None = None) -> None:
-        box, patch = self.patch(source, rig, triangles, look, open_, width, round_, bank)
+    def render(self, source: np.ndarray, out: np.ndarray, rig: MouthRig, look: MouthLook, open_: float, width: float, round_: float, bank: MouthBank | None = None) -> None:
+        box, patch = self.patch(source, rig, look, open_, width, round_, bank)
         paste(out, box, patch)
 
-    def patch(self, source: np.ndarray, rig: MouthRig, triangles: np.ndarray, look: MouthLook,
+    def patch(self, source: np.ndarray, rig: MouthRig, look: MouthLook,
               open_: float, width: float, round_: float, bank: MouthBank | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """The box of the frame the posed mouth changes, and its pixels."""
         pose = rig.pose(open_, width, round_)
         box = region(np.concatenate([pose.src, pose.dst]), source.shape, margin=2)
-        map_x, map_y = piecewise_affine_map(pose.src, pose.dst, triangles, box)
+        map_x, map_y = piecewise_affine_map(pose.src, pose.dst, rig.triangles, box)
         patch = remap_region(source, box, map_x, map_y)
         # The mouth's own box inside the warped one: all painting happens there.
         mx0, my0, mx1, my1 = region(np.concatenate([pose.upper_lip, pose.lower_lip]), source.shape, margin=2)

@@ -7,7 +7,8 @@ head opens its mouth along its own axis.
 The mouth: the gap between the inner lips is set to a target profile (widest in the middle,
 closed at the corners) whatever the source shows, so an open-mouthed photo closes in silence and a
 closed one opens. Three quarters of a change goes to the lower lip and the jaw, which carries the
-chin and the lower face with it (fading toward the ears); the rest to the upper lip. Spreading and
+chin and the lower face with it (fading toward the ears; the chin drops less than the lip, the skin between
+stretching); the rest to the upper lip. Spreading and
 rounding scale the lips about the mouth centre; rounding also thickens them.
 """
 from __future__ import annotations
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipsync.compose.masks import smoothstep
-from lipsync.compose.warp import region
+from lipsync.compose.warp import region, triangulate
 from lipsync.face import landmarks as lm
 
 JAW_SHARE = 0.75  # of a change of lip gap, the part the lower lip (and jaw) takes
 MAX_GAP = 0.42  # inner-lip gap at open = 1, in mouth widths
+CHIN_SHARE = 0.7  # of the lower lip's drop, the part the chin takes
 
 
 @dataclass(frozen=True)
@@ -84,20 +86,28 @@ _LIPS = np.unique(np.concatenate([_UPPER_INNER, _LOWER_INNER, _UPPER_OUTER, _LOW
 
 
 class MouthRig:
-    """The lower face of one set of mesh points (a still's, or one video frame's), ready to pose."""
+    """The lower face of one set of mesh points (a still's, or one video frame's), ready to pose.
 
-    def __init__(self, points: np.ndarray):
+    ``like``: the rig of an earlier frame of the same face. Its layout (which points are control
+    points, how the skin follows the lips, the triangles) is reused, which spares a video the
+    per-frame setup; the triangles are worked out again only if one of them folds over in the
+    new frame's points."""
+
+    def __init__(self, points: np.ndarray, like: "MouthRig | None" = None):
         points = np.asarray(points, np.float64)[: lm.NUM_POINTS, :2]
         self.frame = FaceFrame.of(points)
         local = self.frame.local(points)
-        # Control points: every mesh point from the nose tip down (the mesh has no points inside
-        # the mouth; the cavity is drawn separately), plus a ring of fixed anchors beyond the jaw
-        # so the chin can move over the neck without tearing.
-        cut = local[lm.NOSE_TIP, 1]
-        ids = np.flatnonzero(local[:468, 1] >= cut)
-        ids = np.union1d(ids, _LIPS)
-        self.ids = ids
         self.local = local
+        if like is None:
+            # Control points: every mesh point from the nose tip down (the mesh has no points
+            # inside the mouth; the cavity is drawn separately), plus a ring of fixed anchors
+            # beyond the jaw so the chin can move over the neck without tearing.
+            ids = np.flatnonzero(local[:468, 1] >= local[lm.NOSE_TIP, 1])
+            self.ids = np.union1d(ids, _LIPS)
+            self._slot = {int(index): k for k, index in enumerate(self.ids)}
+        else:
+            self.ids, self._slot = like.ids, like._slot
+        cut = local[lm.NOSE_TIP, 1]
         jaw = local[list(lm.JAW)]
         half_width = 0.5 * (jaw[:, 0].max() - jaw[:, 0].min())
         chin = local[lm.CHIN, 1]
@@ -105,11 +115,16 @@ class MouthRig:
         ring_u = 1.25 * half_width * np.cos(angles)
         ring_v = cut + (chin - cut + 0.45 * self.frame.mouth_width) * np.sin(angles) * 1.15
         self.anchors = np.stack([ring_u, ring_v], axis=1)
-        self.control_local = np.concatenate([local[ids], self.anchors])
+        self.control_local = np.concatenate([local[self.ids], self.anchors])
         self.src = self.frame.image(self.control_local)
-        self._slot = {int(index): k for k, index in enumerate(ids)}
         self._inner_half = 0.5 * abs(local[_LOWER_INNER[-1], 0] - local[_LOWER_INNER[0], 0])
-        self._lip_follow()
+        if like is None:
+            self._lip_follow()
+            self.triangles = triangulate(self.src)
+        else:
+            self._lip_slots, self._follow_slots = like._lip_slots, like._follow_slots
+            self._follow_reach, self._follow_weights = like._follow_reach, like._follow_weights
+            self.triangles = like.triangles if not folds(self.src, like.triangles, like.src) else triangulate(self.src)
 
     def _lip_follow(self) -> None:
         """How each mesh point off the lip rings follows the rings: a Gaussian-weighted mean of the
@@ -138,6 +153,12 @@ class MouthRig:
         self._follow_reach = kernel.max(axis=1) * smoothstep(nose + 0.1 * (lip_top - nose), lip_top, mesh[rest, 1])
         self._follow_weights = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), 1e-12)
 
+    def _lower_lip_v(self, u: np.ndarray) -> np.ndarray:
+        """The lower lip's outer edge (v) above each u (held flat beyond the corners)."""
+        outer = self.local[_LOWER_OUTER]
+        order = np.argsort(outer[:, 0])
+        return np.interp(u, outer[order, 0], outer[order, 1])
+
     def source_gap(self) -> np.ndarray:
         """Gap between the inner lips, column by column (corner to corner), in pixels."""
         return self.local[_LOWER_INNER, 1] - self.local[_UPPER_INNER, 1]
@@ -161,11 +182,16 @@ class MouthRig:
         centre = len(change) // 2
         jaw = JAW_SHARE * change[centre]
 
-        # The jaw carries the lower face: full below the lower lip, fading up the cheeks and
-        # toward the ears.
+        # The jaw carries the lower face, fading up the cheeks and toward the ears. The lower lip
+        # drops further than the chin (its own muscle pulls it down too), so the skin between them
+        # stretches, from the lip's drop to the chin's, instead of sliding down as one piece; below
+        # the chin it stretches over the neck to the fixed anchors.
         u, v = mesh[:, 0], mesh[:, 1]
+        lip, chin = self._lower_lip_v(u), self.local[lm.CHIN, 1]
+        toward_chin = np.clip((v - lip) / max(chin - float(self._lower_lip_v(np.zeros(1))[0]), 1.0), 0.0, 1.0)
+        stretch = 1.0 - (1.0 - CHIN_SHARE) * toward_chin
         carry = smoothstep(-0.15 * m, 0.35 * m, v) * (1.0 - 0.75 * smoothstep(0.7 * m, 1.6 * m, np.abs(u)))
-        delta[:n_mesh, 1] = jaw * carry
+        delta[:n_mesh, 1] = jaw * carry * stretch
 
         slot = self._slot
         for k, (up, low) in enumerate(zip(_UPPER_INNER, _LOWER_INNER)):
@@ -189,6 +215,16 @@ class MouthRig:
         lower = dst[[slot[int(i)] for i in _LOWER_INNER]]
         cavity = np.concatenate([upper, lower[-2:0:-1]])
         return MouthPose(self.src, dst, cavity, upper, lower, float(target[centre]), f)
+
+
+def folds(points: np.ndarray, triangles: np.ndarray, reference: np.ndarray) -> bool:
+    """Whether any triangle over ``points`` turns the other way round than over ``reference``
+    (or collapses): a triangulation made for ``reference`` no longer fits."""
+    def areas(p: np.ndarray) -> np.ndarray:
+        a, b, c = p[triangles[:, 0]], p[triangles[:, 1]], p[triangles[:, 2]]
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    return bool((areas(points) * np.sign(areas(reference)) <= 1e-6).any())
 
 
 class EyeRig:

@@ -94,8 +94,10 @@ def similarity_map(box: Box, matrix: np.ndarray, weight: np.ndarray) -> tuple[np
     """Backward maps that move the picture by the 2x3 affine ``matrix`` where ``weight`` (the box's
     size, 0..1) is 1, and leave it where ``weight`` is 0, blending smoothly in between."""
     x0, y0, x1, y1 = box
-    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    # A row of x and a column of y broadcast to the box: no full grids to build and read.
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     inverse = cv2.invertAffineTransform(np.asarray(matrix, np.float64)).astype(np.float32)
-    src_x = inverse[0, 0] * grid_x + inverse[0, 1] * grid_y + inverse[0, 2]
-    src_y = inverse[1, 0] * grid_x + inverse[1, 1] * grid_y + inverse[1, 2]
-    return grid_x + weight * (src_x - grid_x), grid_y + weight * (src_y - grid_y)
+    map_x = weight * ((inverse[0, 0] - 1) * xs + (inverse[0, 1] * ys + inverse[0, 2])) + xs
+    map_y = weight * (inverse[1, 0] * xs + ((inverse[1, 1] - 1) * ys + inverse[1, 2])) + ys
+    return map_x.astype(np.float32, copy=False), map_y.astype(np.float32, copy=False)
