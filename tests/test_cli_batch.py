@@ -227,7 +227,7 @@ def test_prepare_checks_checkpoints_before_writing_and_leaves_no_half_made_folde
     from lipsync.progress import Reporter
 
     out = tmp_path / "people" / "anna"
-    with pytest.raises(MissingWeightsError, match="synctalk2d.ave_encoder"):
+    with pytest.raises(MissingWeightsError, match="ave.encoder"):
         prepare_person(tmp_path / "talk.mp4", out, ["ave"], reporter=Reporter(quiet=True))
     assert not (tmp_path / "people").exists()
     out.mkdir(parents=True)

@@ -9,6 +9,7 @@ from lipsync.config import AudioEncoderConfig, register_schema
 class AVEEncoderConfig(AudioEncoderConfig):
     _target_: str = "lipsync.audio.ave.AVEEncoder"
     name: str = "ave"
+    weights: str = "ave.encoder"  # registry entry (weights/ave.yaml)
     checkpoint: Optional[str] = None  # a local audio_visual_encoder.pth instead of the registry's
     fps: float = 25.0  # video frames the mel windows are cut for
     pad_mode: str = "constant"  # STFT edge padding: constant (librosa >= 0.9) or reflect (older)
@@ -16,9 +17,11 @@ class AVEEncoderConfig(AudioEncoderConfig):
     runtime: str = "torch"  # torch or onnx (onnxruntime)
 
     def weight_files(self) -> dict[str, Optional[str]]:
-        return {"synctalk2d.ave_encoder": self.checkpoint}
+        return {self.weights: self.checkpoint}
 
     def __post_init__(self) -> None:
+        if not self.weights.startswith("ave."):
+            raise ValueError(f"audio_encoder.weights must name an ave.* checkpoint, got {self.weights!r}")
         if self.pad_mode not in ("constant", "reflect"):
             raise ValueError(f"audio_encoder.pad_mode must be constant or reflect, got {self.pad_mode!r}")
         if self.runtime not in ("torch", "onnx"):
@@ -33,14 +36,17 @@ class AVEEncoderConfig(AudioEncoderConfig):
 class HubertEncoderConfig(AudioEncoderConfig):
     _target_: str = "lipsync.audio.hubert.HubertEncoder"
     name: str = "hubert"
+    weights: str = "hubert.large_ls960_ft"  # registry entry (weights/hubert.yaml); its config.json is <weights>_config
     model_dir: Optional[str] = None  # a folder with config.json + weights instead of the registry's
     chunk_seconds: float = 20.0  # audio per network call (upstream: 20 s)
 
     def weight_files(self) -> dict[str, Optional[str]]:
         # a model_dir replaces both registry files (config.json + weights)
-        return {} if self.model_dir else {"synctalk2d.hubert_config": None, "synctalk2d.hubert": None}
+        return {} if self.model_dir else {f"{self.weights}_config": None, self.weights: None}
 
     def __post_init__(self) -> None:
+        if not self.weights.startswith("hubert."):
+            raise ValueError(f"audio_encoder.weights must name a hubert.* checkpoint, got {self.weights!r}")
         if not 0.05 <= self.chunk_seconds <= 600.0:
             raise ValueError(f"audio_encoder.chunk_seconds must be between 0.05 and 600, got {self.chunk_seconds}")
 
