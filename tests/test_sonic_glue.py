@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sonic-glue")
     paths = sonic_tiny.save_checkpoints(folder / "nets")
     options = {"checkpoints": paths, **{f"{k}_config": v for k, v in sonic_tiny.save_configs(folder / "configs").items()}}
-    encoder = WhisperAudioEncoder(checkpoint=sonic_tiny.save_whisper(folder / "whisper"))
+    encoder = WhisperAudioEncoder(checkpoint=sonic_tiny.save_whisper(folder / "whisper"), final_norm=True, mel="transformers")
     encoder.load("cpu")
     loaded = SonicGenerator(**options)
     loaded.load("cpu")

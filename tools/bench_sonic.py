@@ -42,7 +42,7 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
     options.pop("audio_encoder.checkpoint")
     generator = SonicGenerator(steps=steps, min_resolution=resolution, **options)
     generator.load(device)
-    encoder = WhisperAudioEncoder(checkpoint=whisper, final_norm=True)
+    encoder = WhisperAudioEncoder(checkpoint=whisper, final_norm=True, mel="transformers")
     encoder.load(device)
     rate = 16000
     t = np.arange(int(seconds * rate)) / rate

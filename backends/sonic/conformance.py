@@ -331,7 +331,8 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     whisper_args = set(WhisperConfig().to_dict())
     net = WhisperEncoderNet(WhisperConfig(**{k: v for k, v in cfg["whisper"].items() if k in whisper_args}))
     load_into(net, encoder_state_dict(_with_prefix(fx.weights, "whisper.")))
-    encoder = WhisperAudioEncoder(segments="cut")  # upstream encodes back-to-back 30 s chunks
+    # upstream encodes back-to-back 30 s chunks; the rest is conf/audio_encoder/whisper_transformers.yaml
+    encoder = WhisperAudioEncoder(segments="cut", final_norm=True, mel="transformers")
     encoder.net = net.eval()
     return generator, encoder
 

@@ -4,6 +4,8 @@ from typing import Optional
 
 from lipsync.config import AudioEncoderConfig, register_schema
 
+MEL_SCALINGS = ("openai", "transformers")  # Whisper log-mel: the clip's peak | each 30 s window's own
+
 
 @dataclass
 class AVEEncoderConfig(AudioEncoderConfig):
@@ -58,7 +60,8 @@ class WhisperEncoderConfig(AudioEncoderConfig):
     weights: str = "whisper.tiny"  # registry entry: whisper.tiny | tiny_openai | base | small
     checkpoint: Optional[str] = None  # a local openai *.pt or Hugging Face model.safetensors instead
     segments: str = "overlap"  # overlap: seamless long audio | cut: upstream's back-to-back 30 s windows
-    final_norm: bool = False  # LayerNorm the last state as transformers does (Sonic turns it on itself)
+    final_norm: bool = False  # LayerNorm the last state as transformers does
+    mel: str = "openai"  # openai: the clip's log-mel scaled by its peak | transformers: each 30 s window's own (WhisperFeatureExtractor)
 
     def weight_files(self) -> dict[str, Optional[str]]:
         return {self.weights: self.checkpoint}
@@ -68,6 +71,8 @@ class WhisperEncoderConfig(AudioEncoderConfig):
             raise ValueError(f"audio_encoder.weights must name a whisper.* checkpoint, got {self.weights!r}")
         if self.segments not in ("overlap", "cut"):
             raise ValueError(f"audio_encoder.segments must be overlap or cut, got {self.segments!r}")
+        if self.mel not in MEL_SCALINGS:
+            raise ValueError(f"audio_encoder.mel must be {' or '.join(MEL_SCALINGS)}, got {self.mel!r}")
 
 
 register_schema("audio_encoder", "ave", AVEEncoderConfig)
