@@ -214,7 +214,7 @@ def test_weights_verify_reports_every_entry_and_unhashed_ones(capsys):
     unhashed.cache_path.write_bytes(b"weights")
     assert weights_main(["verify"]) == 0
     out = capsys.readouterr().out
-    assert f"{unhashed.name}: ok by size only (no published sha256)" in out
+    assert f"{unhashed.name}: NOT VERIFIED: no published sha256 and not locked" in out
     assert all(f"{name}: " in out for name in registry())
 
 

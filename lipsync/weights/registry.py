@@ -79,13 +79,13 @@ def spec(name: str) -> WeightSpec:
     try:
         return registry()[name]
     except KeyError:
-        raise ConfigError(_unknown(name, "checkpoint")) from None
+        raise ConfigError(_renamed(name) or f"unknown checkpoint {name!r}; `lipsync-weights list` shows the known ones") from None
 
 
-def _unknown(name: str, what: str) -> str:
+def _renamed(name: str) -> str | None:
     if name in RENAMED:
         return f"checkpoint {name!r} is now called {RENAMED[name]!r} (the cached file stays where it is); use the new name"
-    return f"unknown {what} {name!r}; `lipsync-weights list` shows the known ones"
+    return None
 
 
 def select(patterns: list[str]) -> list[WeightSpec]:
@@ -94,6 +94,8 @@ def select(patterns: list[str]) -> list[WeightSpec]:
     for pattern in patterns:
         matches = [s for s in registry().values() if s.name == pattern or s.group == pattern]
         if not matches:
-            raise ConfigError(_unknown(pattern, "checkpoint or group"))
+            raise ConfigError(
+                _renamed(pattern) or f"no checkpoint or group named {pattern!r}; `lipsync-weights list` shows them"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
