@@ -248,3 +248,14 @@ def test_the_lock_file_can_live_elsewhere_and_a_re_pinned_entry_is_not_locked(fa
     assert set(read_lock()) == {"demo.other"} and lock.read_text().startswith("# lipsync-weights lock")
     repinned = weights.WeightSpec(name="demo.other", repo="someone/demo", file="other.pt", revision="fedcba9")
     assert weights.verify(repinned, entry.cache_path, record_first_use=False) == "unverified"
+
+
+def test_an_unwritable_lock_is_one_line_naming_the_variable(fake_registry, tmp_path, monkeypatch):
+    from lipsync.weights.lock import LOCK_ENV
+
+    entry = weights.spec("demo.other")
+    _cache(entry, b"weights")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(LOCK_ENV, str(tmp_path / "a-file" / "weights.lock"))
+    with pytest.raises(WeightsError, match=f"cannot write the weights lock .*; set {LOCK_ENV} to a writable file"):
+        weights.require(["demo.other"])

@@ -52,6 +52,15 @@ def locked(entry: WeightSpec) -> dict | None:
 def record(entry: WeightSpec, size: int, sha256: str) -> Path:
     """Write ``entry``'s size and sha256 into the lock (replacing an older record of it)."""
     path = lock_path()
+    try:
+        return _write(path, entry, size, sha256)
+    except OSError as err:
+        raise WeightsError(
+            f"cannot write the weights lock {path} ({err.strerror}); set {LOCK_ENV} to a writable file"
+        ) from None
+
+
+def _write(path: Path, entry: WeightSpec, size: int, sha256: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(path):
         entries = read_lock(path)

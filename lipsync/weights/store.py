@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from lipsync.errors import InputError, MissingWeightsError, WeightsError
 from lipsync.resources import cache_dir
+from lipsync.weights.lock import lock_path, locked, record
 from lipsync.weights.registry import WeightSpec, spec
 
 
@@ -48,8 +49,6 @@ def verify(entry: WeightSpec, path: Path, record_first_use: bool = True) -> str:
     Returns how the file was checked: ``published``, ``locked``, ``recorded`` or ``unverified``
     (no hash published, none recorded, and ``record_first_use`` False).
     """
-    from lipsync.weights.lock import lock_path, locked, record
-
     size = path.stat().st_size
     if entry.size is not None and size != entry.size:
         raise WeightsError(
@@ -81,8 +80,6 @@ def _checked(entry: WeightSpec) -> Path:
     """The cached file of ``entry``, verified (a file recorded now is said so on stderr)."""
     path = entry.cache_path
     if verify(entry, path) == "recorded":
-        from lipsync.weights.lock import lock_path
-
         logging.getLogger(__name__).warning(
             "%s has no published sha256: recorded its hash in %s (trust on first use); later uses are checked against it",
             entry.name, lock_path(),
@@ -104,20 +101,13 @@ def resolve(name: str, override: str | Path | None = None) -> Path:
 
 
 def require(names: list[str], overrides: dict[str, str | Path | None] | None = None) -> dict[str, Path]:
-    """Resolve several checkpoints at once, reporting every missing one in one line."""
+    """Resolve several checkpoints at once, reporting every missing one in one line (before any
+    present one is hashed)."""
     overrides = overrides or {}
-    found: dict[str, Path] = {}
-    missing: list[WeightSpec] = []
-    for name in names:
-        if overrides.get(name):
-            found[name] = resolve(name, overrides[name])
-        elif spec(name).cache_path.is_file():
-            found[name] = _checked(spec(name))
-        else:
-            missing.append(spec(name))
+    missing = [spec(n) for n in names if not overrides.get(n) and not spec(n).cache_path.is_file()]
     if missing:
         raise missing_error(missing)
-    return found
+    return {n: resolve(n, overrides[n]) if overrides.get(n) else _checked(spec(n)) for n in names}
 
 
 def missing_error(entries: list[WeightSpec]) -> MissingWeightsError:
