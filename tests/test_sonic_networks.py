@@ -152,3 +152,12 @@ def test_sonic_refuses_whisper_states_it_was_not_trained_on(settings):
     encoder.net = WhisperEncoderNet.from_dims(**sonic_tiny.WHISPER)
     with pytest.raises(ConfigError, match="set audio_encoder=whisper_transformers"):
         whisper_states(encoder.encode(np.zeros(16000, np.float32), 16000))
+
+
+def test_a_pipeline_with_plain_whisper_states_is_refused_before_any_work():
+    from lipsync.api import compose
+    from lipsync.errors import ConfigError
+    from lipsync.pipeline import Pipeline
+
+    with pytest.raises(ConfigError, match="backend sonic needs audio_encoder=whisper_transformers, got whisper"):
+        Pipeline(compose("sonic", ["audio_encoder=whisper"]))

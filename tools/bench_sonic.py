@@ -32,7 +32,7 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
 
     sys.path.insert(0, str(ROOT))
     from backends.sonic.generator import FPS, SonicGenerator
-    from lipsync.audio.whisper import WhisperAudioEncoder
+    from lipsync.audio.whisper import TransformersWhisperEncoder
     from lipsync.protocol import Chunk, Face, Job
     from tests import sonic_tiny
 
@@ -42,7 +42,7 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
     options.pop("audio_encoder.checkpoint")
     generator = SonicGenerator(steps=steps, min_resolution=resolution, **options)
     generator.load(device)
-    encoder = WhisperAudioEncoder(checkpoint=whisper, final_norm=True, mel="transformers")
+    encoder = TransformersWhisperEncoder(checkpoint=whisper)
     encoder.load(device)
     rate = 16000
     t = np.arange(int(seconds * rate)) / rate

@@ -117,7 +117,7 @@ class SonicGenerator(Generator):
             source="image",
             fps=FPS,
             sample_rate=16000,
-            audio_encoders=("whisper",),
+            audio_encoders=("whisper_transformers",),
             needs_face=True,
             resolution=self.min_resolution,
             chunk_size=self.decode_chunk_size,

@@ -75,6 +75,17 @@ class WhisperEncoderConfig(AudioEncoderConfig):
             raise ValueError(f"audio_encoder.mel must be {' or '.join(MEL_SCALINGS)}, got {self.mel!r}")
 
 
+@dataclass
+class TransformersWhisperEncoderConfig(WhisperEncoderConfig):
+    """Whisper states as transformers' ``WhisperModel`` gives them (Sonic's training features)."""
+
+    _target_: str = "lipsync.audio.whisper.TransformersWhisperEncoder"
+    name: str = "whisper_transformers"
+    final_norm: bool = True
+    mel: str = "transformers"
+
+
 register_schema("audio_encoder", "ave", AVEEncoderConfig)
 register_schema("audio_encoder", "hubert", HubertEncoderConfig)
 register_schema("audio_encoder", "whisper", WhisperEncoderConfig)
+register_schema("audio_encoder", "whisper_transformers", TransformersWhisperEncoderConfig)

@@ -20,7 +20,7 @@ jump at every border (each window starts without context); ``segments="overlap"`
 runs windows 20 s apart and cross-fades their features over the overlap, so there is no border.
 Clips up to 30 s give the same features either way.
 """
-from lipsync.audio.whisper.encoder import WhisperAudioEncoder
+from lipsync.audio.whisper.encoder import TransformersWhisperEncoder, WhisperAudioEncoder
 from lipsync.audio.whisper.keys import HEAD_DIM, dims_from_state, encoder_state_dict, is_openai_layout
 from lipsync.audio.whisper.loading import load_encoder
 from lipsync.audio.whisper.mel import (
@@ -41,6 +41,7 @@ __all__ = [
     "N_FFT",
     "SAMPLE_RATE",
     "STATE_RATE",
+    "TransformersWhisperEncoder",
     "WINDOW_MEL",
     "WhisperAudioEncoder",
     "WhisperEncoderNet",

@@ -60,3 +60,14 @@ class WhisperAudioEncoder(AudioEncoder):
             self.load("cpu")
         return WhisperStates(self.net, audio, segments=self.segments, final_norm=self.final_norm,
                              pad_audio=self.mel == "transformers")
+
+
+class TransformersWhisperEncoder(WhisperAudioEncoder):
+    """``audio_encoder=whisper_transformers``: the states transformers' ``WhisperModel`` gives
+    (``final_norm`` and ``mel="transformers"`` by default), the features Sonic was trained on."""
+
+    name = "whisper_transformers"
+
+    def __init__(self, weights: str = "whisper.tiny", checkpoint: str | None = None, segments: str = "overlap",
+                 final_norm: bool = True, mel: str = "transformers"):
+        super().__init__(weights, checkpoint, segments, final_norm, mel)
