@@ -259,3 +259,16 @@ def test_an_unwritable_lock_is_one_line_naming_the_variable(fake_registry, tmp_p
     monkeypatch.setenv(LOCK_ENV, str(tmp_path / "a-file" / "weights.lock"))
     with pytest.raises(WeightsError, match=f"cannot write the weights lock .*; set {LOCK_ENV} to a writable file"):
         weights.require(["demo.other"])
+
+
+def test_a_download_without_published_hash_is_locked_and_a_changed_upload_refused(tmp_path):
+    from lipsync.weights.lock import locked
+
+    source = tmp_path / "published.bin"
+    source.write_bytes(b"first upload")
+    entry = weights.WeightSpec(name="x.y", repo="owner/repo", file="file.bin", url=source.as_uri())
+    weights.download(entry)
+    assert locked(entry)["sha256"] == hashlib.sha256(b"first upload").hexdigest()
+    source.write_bytes(b"other upload")  # the publisher changed the file behind the same name
+    with pytest.raises(WeightsError, match="recorded for x.y"):
+        weights.download(entry, force=True)
