@@ -187,6 +187,7 @@ class Pipeline:
                 image=still,
                 face=still_face,
                 text=text,
+                audio_longer=self.cfg.length.audio_longer.value,
                 seed=int(self.cfg.seed),
                 device=self.device,
                 reporter=reporter,

@@ -104,6 +104,9 @@ class Job:
     image: np.ndarray | None = None  # the still (image source)
     face: Face | None = None  # its face (image source)
     text: str | None = None  # transcript of the audio, when the user gave one
+    # length.audio_longer: how a backend that plays its own frames (source "none") repeats them
+    # when the audio outlasts them (lipsync.media.length.source_indices)
+    audio_longer: str = "pingpong"
     seed: int = 0
     device: str = "cpu"
     reporter: Any = None  # lipsync.progress.Reporter: backends may open their own stages

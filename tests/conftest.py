@@ -28,8 +28,9 @@ def conformance() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Tests never touch the real checkpoint cache."""
+    """Tests never touch the real checkpoint cache or its lock (the lock defaults to the cache's)."""
     monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path_factory.mktemp("weights-cache")))
+    monkeypatch.delenv("LIPSYNC_WEIGHTS_LOCK", raising=False)
 
 
 def tone(seconds: float, rate: int = 16000, freq: float = 220.0, channels: int = 1) -> np.ndarray:

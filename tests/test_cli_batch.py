@@ -214,7 +214,7 @@ def test_weights_verify_reports_every_entry_and_unhashed_ones(capsys):
     unhashed.cache_path.write_bytes(b"weights")
     assert weights_main(["verify"]) == 0
     out = capsys.readouterr().out
-    assert f"{unhashed.name}: ok by size only (no published sha256)" in out
+    assert f"{unhashed.name}: NOT VERIFIED: no published sha256 and not locked" in out
     assert all(f"{name}: " in out for name in registry())
 
 
@@ -227,7 +227,7 @@ def test_prepare_checks_checkpoints_before_writing_and_leaves_no_half_made_folde
     from lipsync.progress import Reporter
 
     out = tmp_path / "people" / "anna"
-    with pytest.raises(MissingWeightsError, match="synctalk2d.ave_encoder"):
+    with pytest.raises(MissingWeightsError, match="ave.encoder"):
         prepare_person(tmp_path / "talk.mp4", out, ["ave"], reporter=Reporter(quiet=True))
     assert not (tmp_path / "people").exists()
     out.mkdir(parents=True)

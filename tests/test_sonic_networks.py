@@ -198,19 +198,46 @@ def test_shift_box_clips_to_the_crop():
 
 
 def test_whisper_states_are_the_ones_sonic_was_trained_on():
-    """transformers' feature extractor per 30 s chunk + hidden_states (last one LayerNorm'd),
-    whatever the encoder option's own final_norm."""
+    """Sonic's conf (audio_encoder=whisper_transformers) gives transformers' feature extractor per
+    30 s chunk + hidden_states (last one LayerNorm'd); the generator takes them unchanged."""
     from transformers import WhisperFeatureExtractor
 
     from backends.sonic.generator import whisper_states
-    from lipsync.audio.whisper import WhisperEncoderNet, WhisperStates
+    from lipsync.api import compose
+    from lipsync.audio.whisper import WhisperEncoderNet
+    from lipsync.registry import build
 
     torch.manual_seed(0)
     net = WhisperEncoderNet.from_dims(**sonic_tiny.WHISPER)
     audio = (np.random.default_rng(0).standard_normal(3 * 16000) * 0.1).astype(np.float32)
-    states = whisper_states(WhisperStates(net, audio, final_norm=False))
+    encoder = build(compose("sonic").audio_encoder, object)
+    encoder.net = net
+    features = encoder.encode(audio, 16000)
+    states = whisper_states(features)
     mel = WhisperFeatureExtractor()(audio, sampling_rate=16000, return_tensors="pt").input_features
     with torch.no_grad():
         reference = net.states(mel, final_norm=True)[0].transpose(0, 1)[: len(states)]
     assert states.shape == (150, 3, 32)
     assert torch.allclose(states, reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("settings", [{"final_norm": False}, {"mel": "openai"}, {"final_norm": False, "mel": "openai"}])
+def test_sonic_refuses_whisper_states_it_was_not_trained_on(settings):
+    """A whisper option Sonic cannot use is one line naming the option, never silently replaced."""
+    from backends.sonic.generator import whisper_states
+    from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet
+    from lipsync.errors import ConfigError
+
+    encoder = WhisperAudioEncoder(**{"final_norm": True, "mel": "transformers", **settings})
+    encoder.net = WhisperEncoderNet.from_dims(**sonic_tiny.WHISPER)
+    with pytest.raises(ConfigError, match="set audio_encoder=whisper_transformers"):
+        whisper_states(encoder.encode(np.zeros(16000, np.float32), 16000))
+
+
+def test_a_pipeline_with_plain_whisper_states_is_refused_before_any_work():
+    from lipsync.api import compose
+    from lipsync.errors import ConfigError
+    from lipsync.pipeline import Pipeline
+
+    with pytest.raises(ConfigError, match="backend sonic needs audio_encoder=whisper_transformers, got whisper"):
+        Pipeline(compose("sonic", ["audio_encoder=whisper"]))

@@ -37,9 +37,9 @@ def files(tmp_path_factory):
     }
 
 
-def _job(frames: int, features: np.ndarray, encoder: str = "ave") -> Job:
+def _job(frames: int, features: np.ndarray, encoder: str = "ave", audio_longer: str = "pingpong") -> Job:
     return Job(num_frames=frames, fps=25.0, audio=np.zeros(640 * frames, np.float32), sample_rate=16000,
-               features=FrameFeatures(encoder, 25.0, features))  # fmt: skip
+               features=FrameFeatures(encoder, 25.0, features), audio_longer=audio_longer)  # fmt: skip
 
 
 def _chunks(total: int, size: int):
@@ -76,6 +76,29 @@ def test_templates_play_ping_pong_in_chunks(files):
     assert np.array_equal(frames[0][outside], template[outside])
     inside = np.abs(frames[0][y0:y1, x0:x1].astype(int) - template[y0:y1, x0:x1]).mean()
     assert inside < 3  # the reference crop, resampled there and back
+
+
+@pytest.mark.parametrize("policy, expected", [("loop", [1, 2, 3, 4, 0, 1, 2]), ("hold", [1, 2, 3, 4, 4, 4, 4])])
+def test_templates_follow_length_audio_longer(files, policy, expected):
+    generator = SyncTalk2DGenerator(person=str(files["person"]), checkpoint=str(files["unet"]), batch_size=3)
+    generator.runner = lambda image, audio: image[:, :3]
+    frames = np.concatenate(list(generator.generate(_job(7, np.ones((9, 512), np.float32), audio_longer=policy), _chunks(7, 4))))
+    assert [frame_marker(f) for f in frames] == expected
+
+
+def test_pipeline_hands_length_audio_longer_to_the_backend(files, monkeypatch):
+    seen = []
+
+    def generate(self, job, chunks):
+        seen.append(job.audio_longer)
+        raise InputError("stop here")
+
+    monkeypatch.setattr(SyncTalk2DGenerator, "generate", generate)
+    pipeline = _pipeline(files, **{"length.audio_longer": "hold"})
+    monkeypatch.setattr(pipeline.generator, "load", lambda device: None)
+    with pytest.raises(InputError, match="stop here"):
+        pipeline.run(files["speech"], files["root"] / "held.mp4")
+    assert seen == ["hold"] and not (files["root"] / "held.mp4").exists()
 
 
 def test_frame_follows_upstreams_recipe(files):

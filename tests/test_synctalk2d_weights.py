@@ -11,18 +11,38 @@ from lipsync.audio.hubert import HubertEncoder, hubert_state_from_checkpoint, no
 from lipsync.errors import InputError, MissingWeightsError
 
 
-def test_registry_lists_the_backend_files():
-    names = {s.name for s in weights.select(["synctalk2d"])}
-    assert names == {"synctalk2d.ave_encoder", "synctalk2d.hubert_config", "synctalk2d.hubert", "synctalk2d.vgg19"}
-    ave = weights.spec("synctalk2d.ave_encoder")
+def test_registry_lists_the_backend_files_and_the_core_encoders_own_theirs():
+    assert {s.name for s in weights.select(["synctalk2d"])} == {"synctalk2d.vgg19"}
+    assert {s.name for s in weights.select(["ave", "hubert"])} == {
+        "ave.encoder", "hubert.large_ls960_ft", "hubert.large_ls960_ft_config"}
+    ave = weights.spec("ave.encoder")
     assert ave.url and ave.revision in ave.url and ave.source == ave.url
+
+
+@pytest.mark.parametrize("old, new", [("synctalk2d.ave_encoder", "ave.encoder"), ("synctalk2d.hubert", "hubert.large_ls960_ft")])
+def test_an_old_backend_name_says_its_new_name(old, new):
+    from lipsync.errors import ConfigError
+
+    for lookup in (weights.spec, lambda name: weights.select([name])):
+        with pytest.raises(ConfigError, match=f"'{old}' is now called '{new}'"):
+            lookup(old)
 
 
 def test_missing_ave_encoder_names_the_download_command():
     from lipsync.audio.ave import AVEEncoder
 
-    with pytest.raises(MissingWeightsError, match="lipsync-weights download synctalk2d.ave_encoder"):
+    with pytest.raises(MissingWeightsError, match="lipsync-weights download ave.encoder"):
         AVEEncoder().check_weights()
+
+
+def test_the_encoders_require_the_entry_their_config_names(monkeypatch):
+    from lipsync.audio.ave import AVEEncoder
+
+    asked = []
+    monkeypatch.setattr(weights, "require", lambda names, overrides=None: asked.append(names) or {n: n for n in names})
+    AVEEncoder(weights="ave.other").check_weights()
+    HubertEncoder(weights="hubert.other").check_weights()
+    assert asked == [["ave.other"], ["hubert.other_config", "hubert.other"]]
 
 
 def test_url_entries_download_into_the_cache(tmp_path):

@@ -172,3 +172,106 @@ def test_dead_network_fails_at_once_without_hub_retries(fake_registry, monkeypat
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_called)
     with pytest.raises(MissingWeightsError, match="huggingface.co is unreachable"):
         weights.download(weights.spec("demo.other"))
+
+
+# -- the lock: trust on first use for files with no published sha256 ------------------------------
+
+
+def _cache(entry, payload: bytes, later: int = 0):
+    """Put ``payload`` in ``entry``'s cache file; ``later`` seconds on its mtime mark a file that
+    changed after an earlier use (a rewrite within one clock tick keeps the mtime)."""
+    import os
+
+    entry.cache_path.parent.mkdir(parents=True, exist_ok=True)
+    entry.cache_path.write_bytes(payload)
+    if later:
+        stat = entry.cache_path.stat()
+        os.utime(entry.cache_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + later * 10**9))
+
+
+def test_a_file_without_published_hash_is_locked_on_first_use_and_checked_after(fake_registry, caplog):
+    from lipsync.weights.lock import lock_path, read_lock
+
+    entry = weights.spec("demo.other")
+    _cache(entry, b"first download")
+    assert weights.require(["demo.other"])["demo.other"] == entry.cache_path
+    assert "recorded its hash" in caplog.text  # said, not silent
+    assert read_lock()["demo.other"] == {"source": entry.source, "size": 14,
+                                         "sha256": hashlib.sha256(b"first download").hexdigest()}
+    assert lock_path().parent == entry.cache_path.parents[2]  # beside the cache
+    assert weights.resolve("demo.other") == entry.cache_path  # unchanged: still fine
+    _cache(entry, b"first d0wnload", later=1)  # same size, other bytes
+    for use in (lambda: weights.require(["demo.other"]), lambda: weights.resolve("demo.other")):
+        with pytest.raises(WeightsError, match="does not match the sha256 recorded for demo.other") as err:
+            use()
+        assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def test_a_published_hash_is_checked_at_every_use(fake_registry):
+    entry = weights.spec("demo.model")
+    _cache(entry, fake_registry)
+    weights.require(["demo.model"])
+    _cache(entry, b"x" * len(fake_registry), later=1)
+    with pytest.raises(WeightsError, match="does not match the sha256 of demo.model"):
+        weights.require(["demo.model"])
+
+
+def test_verify_names_unhashed_entries_and_whether_they_are_locked(fake_registry, capsys):
+    entry = weights.spec("demo.other")
+    assert weights_cli(["verify"]) == 0
+    assert "demo.other: not cached (no published sha256; not locked)" in capsys.readouterr().out
+    _cache(entry, b"weights")
+    assert weights_cli(["verify"]) == 0
+    out = capsys.readouterr().out
+    assert "demo.other: NOT VERIFIED: no published sha256 and not locked" in out
+    assert "demo.model: not cached\n" in out
+    assert weights_cli(["verify"]) == 0 and "NOT VERIFIED" in capsys.readouterr().out  # verify records nothing
+    assert weights_cli(["lock"]) == 0
+    assert "demo.other: locked now" in capsys.readouterr().out
+    assert weights_cli(["verify", "demo.other"]) == 0
+    assert "demo.other: ok (sha256 locked on first use; none published)" in capsys.readouterr().out
+    _cache(entry, b"w3ights", later=1)
+    assert weights_cli(["verify"]) == 2
+    assert "demo.other: FAILED: " in capsys.readouterr().out
+    assert weights_cli(["lock", "demo.other"]) == 2  # a plain lock never overwrites a record
+    capsys.readouterr()
+    assert weights_cli(["lock", "--force", "demo.other"]) == 0
+    assert weights_cli(["verify", "demo.other"]) == 0
+    assert "ok (sha256 locked" in capsys.readouterr().out
+
+
+def test_the_lock_file_can_live_elsewhere_and_a_re_pinned_entry_is_not_locked(fake_registry, tmp_path, monkeypatch, capsys):
+    from lipsync.weights.lock import LOCK_ENV, read_lock
+
+    entry = weights.spec("demo.other")
+    _cache(entry, b"weights")
+    lock = tmp_path / "project" / "weights.lock"
+    assert weights_cli(["--lock", str(lock), "lock"]) == 0
+    monkeypatch.setenv(LOCK_ENV, str(lock))
+    assert set(read_lock()) == {"demo.other"} and lock.read_text().startswith("# lipsync-weights lock")
+    repinned = weights.WeightSpec(name="demo.other", repo="someone/demo", file="other.pt", revision="fedcba9")
+    assert weights.verify(repinned, entry.cache_path, record_first_use=False) == "unverified"
+
+
+def test_an_unwritable_lock_is_one_line_naming_the_variable(fake_registry, tmp_path, monkeypatch):
+    from lipsync.weights.lock import LOCK_ENV
+
+    entry = weights.spec("demo.other")
+    _cache(entry, b"weights")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(LOCK_ENV, str(tmp_path / "a-file" / "weights.lock"))
+    with pytest.raises(WeightsError, match=f"cannot write the weights lock .*; set {LOCK_ENV} to a writable file"):
+        weights.require(["demo.other"])
+
+
+def test_a_download_without_published_hash_is_locked_and_a_changed_upload_refused(tmp_path):
+    from lipsync.weights.lock import locked
+
+    source = tmp_path / "published.bin"
+    source.write_bytes(b"first upload")
+    entry = weights.WeightSpec(name="x.y", repo="owner/repo", file="file.bin", url=source.as_uri())
+    weights.download(entry)
+    assert locked(entry)["sha256"] == hashlib.sha256(b"first upload").hexdigest()
+    source.write_bytes(b"other upload")  # the publisher changed the file behind the same name
+    with pytest.raises(WeightsError, match="recorded for x.y"):
+        weights.download(entry, force=True)

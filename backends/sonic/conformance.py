@@ -281,7 +281,7 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     from transformers import CLIPVisionConfig, WhisperConfig
 
     from backends.sonic.config import SonicConfig
-    from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet, encoder_state_dict
+    from lipsync.audio.whisper import TransformersWhisperEncoder, WhisperEncoderNet, encoder_state_dict
     from lipsync.registry import construct
 
     cfg = fx.config
@@ -331,7 +331,8 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     whisper_args = set(WhisperConfig().to_dict())
     net = WhisperEncoderNet(WhisperConfig(**{k: v for k, v in cfg["whisper"].items() if k in whisper_args}))
     load_into(net, encoder_state_dict(_with_prefix(fx.weights, "whisper.")))
-    encoder = WhisperAudioEncoder(segments="cut")  # upstream encodes back-to-back 30 s chunks
+    # audio_encoder=whisper_transformers, with upstream's back-to-back 30 s chunks
+    encoder = TransformersWhisperEncoder(segments="cut")
     encoder.net = net.eval()
     return generator, encoder
 

@@ -120,7 +120,7 @@ class SonicGenerator(Generator):
             source="image",
             fps=FPS,
             sample_rate=16000,
-            audio_encoders=("whisper",),
+            audio_encoders=("whisper_transformers",),
             needs_face=True,
             resolution=self.min_resolution,
             chunk_size=self.decode_chunk_size,
@@ -266,16 +266,20 @@ def to_frames(video: torch.Tensor) -> np.ndarray:
 
 
 def whisper_states(features: Any) -> torch.Tensor:
-    """Whisper-tiny states ``(T, 5, 384)`` at 50 per second from the audio encoder's output, as
-    Sonic was trained on them: transformers' ``hidden_states`` (the input of the first block and
-    each block's output, the last after the final LayerNorm) of ``WhisperFeatureExtractor``
-    features (each 30 s of audio zero-padded and scaled by its own peak), whatever the encoder's
-    ``final_norm``; its ``segments`` choice is kept."""
+    """Whisper-tiny states ``(T, 5, 384)`` at 50 per second, the audio encoder's output unchanged.
+
+    Sonic was trained on transformers' ``hidden_states`` (the input of the first block and each
+    block's output, the last after the final LayerNorm) of ``WhisperFeatureExtractor`` features
+    (each 30 s of audio zero-padded and scaled by its own peak): the encoder option
+    ``whisper_transformers`` (conf/backend/sonic.yaml chooses it). Other settings are refused, not
+    replaced."""
     from lipsync.audio.whisper import WhisperStates
 
     if not isinstance(features, WhisperStates):
-        raise ConfigError("backend sonic needs whisper encoder states: set audio_encoder=whisper")
+        raise ConfigError("backend sonic needs whisper encoder states: set audio_encoder=whisper_transformers")
     if not (features.final_norm and features.pad_audio):
-        features = WhisperStates(features.net, features.audio, segments=features.segments, final_norm=True,
-                                 pad_audio=True)
+        raise ConfigError(
+            "backend sonic needs whisper states as transformers gives them (audio_encoder.final_norm=true "
+            "audio_encoder.mel=transformers): set audio_encoder=whisper_transformers"
+        )
     return features[0:len(features)]

@@ -1,5 +1,5 @@
-"""The SyncTalk2D generator: a prepared person's frames, played ping-pong, with the mouth region
-regenerated from the audio by the person's U-Net.
+"""The SyncTalk2D generator: a prepared person's frames, played ping-pong (or as
+``length.audio_longer`` says), with the mouth region regenerated from the audio by the person's U-Net.
 
 Per output frame i (as upstream ``inference_328.py``): template frame ``pingpong(start_frame + i)``,
 its landmark crop resized to 328, the inner 320 square as reference plus its masked copy, the audio
@@ -177,7 +177,8 @@ class SyncTalk2DGenerator(Generator):
                 end = chunk.start + len(chunk)
                 for first in range(chunk.start, end, self.batch_size):
                     outputs = list(range(first, min(first + self.batch_size, end)))
-                    templates = source_indices(len(self.dataset()), outputs[0] + self.start_frame, outputs[-1] + 1 + self.start_frame)
+                    templates = source_indices(len(self.dataset()), outputs[0] + self.start_frame,
+                                               outputs[-1] + 1 + self.start_frame, job.audio_longer)
                     prepared = crop.submit(self._prepare, templates.tolist(), outputs, features)
                     generated = net.submit(self._infer, prepared)
                     in_flight.append((paste.submit(self._finish, generated), outputs[-1] == end - 1))

@@ -122,13 +122,14 @@ class AVEEncoder(AudioEncoder):
     name: ClassVar[str] = "ave"
 
     def __init__(
-        self, checkpoint: str | None = None, fps: float = 25.0, pad_mode: str = "constant", batch_size: int = 64, runtime: str = "torch"
+        self, weights: str = "ave.encoder", checkpoint: str | None = None, fps: float = 25.0, pad_mode: str = "constant", batch_size: int = 64, runtime: str = "torch"
     ):
         if pad_mode not in ("constant", "reflect"):
             raise ValueError(f"pad_mode must be constant or reflect, got {pad_mode!r}")
         if runtime not in ("torch", "onnx"):
             raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
         self.runtime = runtime
+        self.weights = weights
         self.checkpoint = checkpoint
         self.fps = float(fps)
         self.pad_mode = pad_mode
@@ -139,12 +140,12 @@ class AVEEncoder(AudioEncoder):
     def check_weights(self) -> None:
         from lipsync import weights
 
-        weights.require(["synctalk2d.ave_encoder"], {"synctalk2d.ave_encoder": self.checkpoint})
+        weights.require([self.weights], {self.weights: self.checkpoint})
 
     def load(self, device: str) -> None:
         from lipsync import weights
 
-        path = weights.require(["synctalk2d.ave_encoder"], {"synctalk2d.ave_encoder": self.checkpoint})["synctalk2d.ave_encoder"]
+        path = weights.require([self.weights], {self.weights: self.checkpoint})[self.weights]
         self.load_state(weights.load_state_dict(path), device, source=str(path))
 
     def load_state(self, state: dict, device: str = "cpu", source: str = "AVE checkpoint") -> None:

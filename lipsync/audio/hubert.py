@@ -20,7 +20,6 @@ from lipsync.errors import InputError
 
 SAMPLE_RATE = 16000
 KERNEL, STRIDE = 400, 320  # the conv feature extractor as one big conv
-WEIGHT_NAMES = ("synctalk2d.hubert_config", "synctalk2d.hubert")
 
 
 def hubert_state_from_checkpoint(state: dict) -> dict:
@@ -54,12 +53,14 @@ class HubertEncoder(AudioEncoder):
     """``audio_encoder=hubert``: ``FrameFeatures(values (frames, 2, 1024))`` at 25 fps.
 
     ``model_dir``: a folder with ``config.json`` and the weights (``pytorch_model.bin`` or
-    ``model.safetensors``); default: the registered files in the cache.
+    ``model.safetensors``); default: the registry entry ``weights`` and its ``<weights>_config``
+    in the cache.
     """
 
     name: ClassVar[str] = "hubert"
 
-    def __init__(self, model_dir: str | None = None, chunk_seconds: float = 20.0):
+    def __init__(self, weights: str = "hubert.large_ls960_ft", model_dir: str | None = None, chunk_seconds: float = 20.0):
+        self.weights = weights
         self.model_dir = model_dir
         self.chunk = int(round(chunk_seconds * SAMPLE_RATE / STRIDE)) * STRIDE
         if self.chunk < KERNEL:
@@ -77,8 +78,9 @@ class HubertEncoder(AudioEncoder):
             return folder / "config.json", weights[0]
         from lipsync import weights
 
-        found = weights.require(list(WEIGHT_NAMES))
-        return found[WEIGHT_NAMES[0]], found[WEIGHT_NAMES[1]]
+        config = f"{self.weights}_config"
+        found = weights.require([config, self.weights])
+        return found[config], found[self.weights]
 
     def check_weights(self) -> None:
         self.files()

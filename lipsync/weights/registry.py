@@ -66,11 +66,26 @@ def registry() -> dict[str, WeightSpec]:
     return specs
 
 
+# Entries the core's audio encoders owned under a backend's name; the cached files did not move
+# (the cache path is repo/file), so only the name in a command or script changes.
+RENAMED = {
+    "synctalk2d.ave_encoder": "ave.encoder",
+    "synctalk2d.hubert_config": "hubert.large_ls960_ft_config",
+    "synctalk2d.hubert": "hubert.large_ls960_ft",
+}
+
+
 def spec(name: str) -> WeightSpec:
     try:
         return registry()[name]
     except KeyError:
-        raise ConfigError(f"unknown checkpoint {name!r}; `lipsync-weights list` shows the known ones") from None
+        raise ConfigError(_renamed(name) or f"unknown checkpoint {name!r}; `lipsync-weights list` shows the known ones") from None
+
+
+def _renamed(name: str) -> str | None:
+    if name in RENAMED:
+        return f"checkpoint {name!r} is now called {RENAMED[name]!r} (the cached file stays where it is); use the new name"
+    return None
 
 
 def select(patterns: list[str]) -> list[WeightSpec]:
@@ -79,6 +94,8 @@ def select(patterns: list[str]) -> list[WeightSpec]:
     for pattern in patterns:
         matches = [s for s in registry().values() if s.name == pattern or s.group == pattern]
         if not matches:
-            raise ConfigError(f"no checkpoint or group named {pattern!r}; `lipsync-weights list` shows them")
+            raise ConfigError(
+                _renamed(pattern) or f"no checkpoint or group named {pattern!r}; `lipsync-weights list` shows them"
+            )
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
