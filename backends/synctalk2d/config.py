@@ -80,9 +80,12 @@ class UNetTrainConfig:
     perceptual_weight: float = 0.01
     sync_weight: float = 10.0  # used when a SyncNet is trained or given
     save_every: int = 5  # epochs between numbered checkpoints (the last one is always saved)
+    window: Optional[int] = None  # train on random 32-px-aligned windows this wide (quick, approximate); None: whole crops
 
     def __post_init__(self) -> None:
         _check("train.unet.epochs", self.epochs, 1, 100_000)
+        if self.window is not None and (self.window % 32 or not 32 <= self.window <= 320):
+            raise ValueError(f"train.unet.window must be a multiple of 32 between 32 and 320, got {self.window}")
         _check("train.unet.batch_size", self.batch_size, 1, 4096)
         _check("train.unet.save_every", self.save_every, 1, 100_000)
         if self.max_steps is not None:
