@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--person", help="prepared person (default: a generated clip, prepared here)")
     parser.add_argument("--checkpoint", help="the person's U-Net (default: one trained here on the person)")
-    parser.add_argument("--train-steps", type=int, default=120, help="training steps of the reference U-Net without --checkpoint")
-    parser.add_argument("--train-window", type=int, default=128, help="width of the random crop windows it trains on (multiple of 32; 320: whole crops)")
+    parser.add_argument("--train-steps", type=int, default=250, help="training steps of the reference U-Net without --checkpoint")
+    parser.add_argument("--train-window", type=int, default=96, help="width of the random crop windows it trains on (multiple of 32; 320: whole crops)")
     parser.add_argument("--train-batch", type=int, default=2, help="its batch size")
     parser.add_argument("--frames", type=int, default=32, help="frames per timed run")
     parser.add_argument("--upstream-frames", type=int, default=8, help="frames per timed run of the slow upstream loop")
@@ -119,7 +119,14 @@ def _train(person: Path, out: Path, args) -> Path:
         perceptual=PerceptualConfig(allow_random=True),
     ))  # fmt: skip
     wall, cpu = time.perf_counter(), time.process_time()
-    result = train_person(cfg, Reporter(quiet=False))["unet"]
+    threads = torch.get_num_threads()
+    # one thread: on a shared machine two threads spinning at every layer's barrier cost ten times
+    # the CPU time (measured at load 13: 0.9 against ~10 CPU s a step)
+    torch.set_num_threads(1)
+    try:
+        result = train_person(cfg, Reporter(quiet=False))["unet"]
+    finally:
+        torch.set_num_threads(threads)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     losses = result.losses
     print(f"reference U-Net: {args.train_steps} steps (batch {args.train_batch}, {args.train_window}-px windows, L1) trained in "
