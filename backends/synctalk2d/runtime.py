@@ -18,6 +18,7 @@ remember the choice per CPU, thread count and network (``<cache>/probe/*.json``)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -36,6 +37,9 @@ from lipsync.resources import cache_dir
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
+# Layers NNCF leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit pixels,
+# and the last, whose error goes straight into the output's
+OPENVINO_FP32_LAYERS = ["/inc/.*", "/outc/.*"]
 Calibration = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -238,6 +242,7 @@ def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration)
     model = ov.Core().read_model(str(fp32_path))
     quantized = nncf.quantize(
         model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+        ignored_scope=nncf.IgnoredScope(patterns=OPENVINO_FP32_LAYERS, validate=False),
     )  # fmt: skip
     temp = out_path.with_name(f".{out_path.stem}.partial.xml")
     try:
@@ -264,12 +269,17 @@ class _Files:
             export_unet(self.net, path)
         return path
 
-    def int8(self, runtime: str, calibration: Calibration | None) -> Path:
+    def int8_path(self, runtime: str) -> Path:
+        """Named by network, calibration data and (OpenVINO) quantisation recipe: a change of any
+        of them quantises again."""
         suffix = f"-{self.tag}" if self.tag else ""
         if runtime == "onnx":
-            path = onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
-        else:
-            path = cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}.xml"
+            return onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
+        recipe = hashlib.sha256(json.dumps(OPENVINO_FP32_LAYERS).encode()).hexdigest()[:6]
+        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{recipe}.xml"
+
+    def int8(self, runtime: str, calibration: Calibration | None) -> Path:
+        path = self.int8_path(runtime)
         if not path.is_file():
             if calibration is None:
                 raise ValueError("int8 needs calibration data")
