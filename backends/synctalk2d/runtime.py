@@ -10,7 +10,7 @@ on float32 numpy arrays, so the generator does not care which one it drives.
     onnx      fp32       CPU, CUDA    ONNX Runtime: BatchNorm folded, conv + ReLU fused, NCHWc layout
     onnx      int8       CPU          static QDQ quantisation, calibrated on the person's own frames
     openvino  fp32       CPU          OpenVINO: the same fusions, blocked (channels-last) layout, pinned threads
-    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames
+    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames (ends fp32)
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
 seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
