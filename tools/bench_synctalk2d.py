@@ -9,14 +9,17 @@
 
     python tools/bench_synctalk2d.py                      # a generated person, a U-Net trained here
     python tools/bench_synctalk2d.py --person people/anna --checkpoint people/anna/train/unet/final.pth
-    python tools/bench_synctalk2d.py --threads 2 --frames 48 --train-steps 300
+    python tools/bench_synctalk2d.py --threads 2 --frames 48 --train-steps 500
 
 Without ``--checkpoint`` the reference U-Net is trained on the generated person first (L1 only,
-``--train-steps`` steps; the time it took is printed) so that int8 is judged on a network whose
-outputs mean something. Prints the CPU's features, each path's frames/s, its speed-up over the
-upstream loop and its PSNR against fp32 PyTorch over the regenerated square, and whether real
-time (25 frames/s) is reached. On a shared machine timings vary: paths are timed in interleaved
-rounds, the best of ``--repeats`` kept, and the load average is printed with the figures.
+``--train-steps`` steps on random windows of the crop, one thread; the time it took, its loss and
+its PSNR against its target are printed) so that int8 is judged on a network whose outputs mean
+something; person and network are kept under ``<cache>/bench/synctalk2d`` (``--work``) for later
+runs. Prints the CPU's features, each path's frames/s, its speed-up over the upstream loop, CPU
+seconds per frame (and the frame rate they allow with the process alone on its cores), its PSNR
+against fp32 PyTorch over the regenerated square, and whether real time (25 frames/s) is reached.
+On a shared machine timings vary: paths are timed in interleaved rounds, the best of ``--repeats``
+kept, and the load average is printed with the figures.
 """
 from __future__ import annotations
 
