@@ -128,16 +128,16 @@ def _train(person: Path, out: Path, args) -> Path:
     torch.set_num_threads(1)
     try:
         result = train_person(cfg, Reporter(quiet=False))["unet"]
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        losses = result.losses
+        print(f"reference U-Net: {args.train_steps} steps (batch {args.train_batch}, {args.train_window}-px windows, L1) trained in "
+              f"{wall:.0f} s ({cpu:.0f} CPU s, load {os.getloadavg()[0]:.1f}); L1 loss {np.mean(losses[:10]):.3f} (first 10 steps) "
+              f"-> {np.mean(losses[-10:]):.3f} (last 10)", flush=True)  # fmt: skip
+        torch.manual_seed(0)
+        untrained = target_psnr(person, UNet328(6, "ave"))
+        trained = target_psnr(person, load_unet(result.checkpoint, "ave"))
     finally:
         torch.set_num_threads(threads)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    losses = result.losses
-    print(f"reference U-Net: {args.train_steps} steps (batch {args.train_batch}, {args.train_window}-px windows, L1) trained in "
-          f"{wall:.0f} s ({cpu:.0f} CPU s, load {os.getloadavg()[0]:.1f}); L1 loss {np.mean(losses[:10]):.3f} (first 10 steps) "
-          f"-> {np.mean(losses[-10:]):.3f} (last 10)", flush=True)  # fmt: skip
-    torch.manual_seed(0)
-    untrained = target_psnr(person, UNet328(6, "ave"))
-    trained = target_psnr(person, load_unet(result.checkpoint, "ave"))
     print(f"reference U-Net against its target (whole 320-px crops, another frame as reference, as trained): "
           f"{untrained:.1f} dB untrained -> {trained:.1f} dB trained", flush=True)  # fmt: skip
     return result.checkpoint
