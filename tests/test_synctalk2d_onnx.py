@@ -48,7 +48,7 @@ def test_onnx_unet_matches_pytorch(unet_case):
 _OPENVINO_CHECK = """
 import collections, json, sys
 import numpy as np, torch
-from backends.synctalk2d.runtime import TorchUNet, build_runner
+from backends.synctalk2d.runtime import OpenVinoUNet, TorchUNet, build_runner
 from tests.test_synctalk2d_onnx import _realistic
 from backends.synctalk2d.networks import UNet328
 torch.manual_seed(0)
@@ -58,8 +58,10 @@ image = rng.random((2, 6, 320, 320), dtype=np.float32)
 audio = np.abs(rng.standard_normal((2, 32, 32, 32))).astype(np.float32)
 runner, used, precision, _ = build_runner(net, "openvino", "fp32", "cpu")
 layers = collections.Counter(op.get_rt_info()["layerType"].astype(str) for op in runner.compiled.get_runtime_model().get_ops())
-difference = float(np.abs(runner(image, audio) - TorchUNet(net)(image, audio)).max())
-print(json.dumps({"path": [used, precision], "difference": difference, "layers": layers}))
+output = runner(image, audio)
+difference = float(np.abs(output - TorchUNet(net)(image, audio)).max())
+streams = float(np.abs(OpenVinoUNet(runner.path, 2, streams=2)(image, audio) - output).max())  # frames as parallel requests
+print(json.dumps({"path": [used, precision], "difference": difference, "streams": streams, "layers": layers}))
 """
 
 
@@ -74,6 +76,7 @@ def test_openvino_matches_pytorch_with_batchnorm_and_activations_fused():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["path"] == ["openvino", "fp32"]
     assert result["difference"] < 1e-4
+    assert result["streams"] < 1e-5, "each frame's output back in its place"
     layers = result["layers"]
     # BatchNorm, ReLU, residual adds and the sigmoid live inside the convolutions; data stays in the
     # blocked (channels-last) layout between them, reordered only at the inputs and the output

@@ -122,3 +122,16 @@ def test_an_export_for_another_audio_mode_is_refused_in_one_line(tmp_path):
     runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 16, 16], "ave")
     with pytest.raises(WeightsError, match=r"unet.onnx takes audio windows of shape \(32, 32, 32\) \(the hubert audio mode\), not \(32, 16, 16\) for ave"):
         runtime.check_audio_input(tmp_path / "unet.onnx", ["batch", 32, 32, 32], "ave")
+
+
+def test_int8_models_are_cached_per_network_person_and_recipe(monkeypatch, tmp_path):
+    """A changed quantisation recipe, another person or other weights never reuse an int8 model."""
+    monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path))
+    net = UNet328(6, "ave")
+    paths = {runtime._Files(net, "k", "anna").int8_path("openvino")}
+    paths.add(runtime._Files(net, "k", "ben").int8_path("openvino"))
+    paths.add(runtime._Files(net, "k2", "anna").int8_path("openvino"))
+    monkeypatch.setattr(runtime, "OPENVINO_FP32_LAYERS", ["/outc/.*"])
+    paths.add(runtime._Files(net, "k", "anna").int8_path("openvino"))
+    assert len(paths) == 4
+    assert runtime._Files(net, "k", "anna").int8_path("onnx") != runtime._Files(net, "k", "ben").int8_path("onnx")

@@ -10,7 +10,8 @@ import torch
 from backends.synctalk2d import geometry
 from backends.synctalk2d.losses import CONV3_3, VGGFeatures, load_vgg
 from backends.synctalk2d.person import PersonDataset
-from backends.synctalk2d.training import InpaintingSamples, PersonCrops, SyncPairs
+from backends.synctalk2d.networks import CELL, UNet328
+from backends.synctalk2d.training import InpaintingSamples, PersonCrops, SyncPairs, random_window
 from lipsync.audio.ave import frame_count
 from lipsync.errors import MissingWeightsError
 from tests.synctalk2d_data import make_ave, make_person
@@ -48,6 +49,26 @@ def test_training_samples(tmp_path):
     assert torch.equal(image[3:], torch.from_numpy(geometry.masked(crops.inner(3)).transpose(2, 0, 1) / np.float32(255)))
     np.save(person.root / "aud_hu.npy", np.zeros((14, 2, 1024), np.float32))
     assert InpaintingSamples(PersonCrops(person, "hubert"))[0][2].shape == (32, 32, 32)
+
+
+def test_window_training_sees_the_audio_of_the_windows_cells():
+    """Quick training on windows of the crop: the window's bottleneck cells are fused with the
+    audio map's cells at the same place as on the whole crop, and target and input stay aligned."""
+    torch.manual_seed(0)
+    net = UNet328(6, "ave").eval()
+    image, audio = torch.rand(1, 6, 320, 320), torch.rand(1, 32, 16, 16)
+    fused = []
+    net.fuse_conv.register_forward_pre_hook(lambda module, args: fused.append(args[0][:, 512:]))  # the audio half
+    with torch.no_grad():
+        net(image[..., 2 * CELL : 4 * CELL, 3 * CELL : 5 * CELL], audio, (2, 3))
+        whole_crop = net.audio_model(audio)  # the audio map of the whole crop: 10 x 10 cells
+    assert whole_crop.shape[-2:] == (10, 10) and torch.equal(fused[0], whole_crop[..., 2:4, 3:5])
+    target = image[:, 3:] * 0.5
+    for _ in range(5):
+        part, part_target, (row, col) = random_window(image, target, 4 * CELL)
+        assert part.shape[-2:] == (4 * CELL, 4 * CELL) and 0 <= row <= 6 and 0 <= col <= 6
+        assert torch.equal(part, image[..., row * CELL : (row + 4) * CELL, col * CELL : (col + 4) * CELL])
+        assert torch.equal(part_target, part[:, 3:] * 0.5)
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,14 @@ class UNetTrainConfig(Checked):
     perceptual_weight: float = 0.01
     sync_weight: float = 10.0  # used when a SyncNet is trained or given
     save_every: int = within(5, 1, 100_000)  # epochs between numbered checkpoints (the last one is always saved)
+    # train on random 32-px-aligned windows this wide (quick, approximate; needs perceptual_weight=0
+    # and no SyncNet); None: whole crops
+    window: Optional[int] = within(None, 32, 320)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window is not None and self.window % 32:
+            raise ValueError(f"train.unet.window must be a multiple of 32 between 32 and 320, got {self.window}")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from torch import nn
 from lipsync.audio.ave import ConvBlock
 
 DEFAULT_CHANNELS = (32, 64, 128, 256, 512)
+CELL = 32  # input pixels per bottleneck cell: five stride-2 stages
 FRAMES_PER_WINDOW = 16  # audio feature rows (video frames) in one U-Net window
 
 
@@ -178,14 +179,21 @@ class UNet328(nn.Module):
         self.up5 = Up(ch[1], ch[0] // 2)
         self.outc = OutConv(ch[0] // 2, 3)
 
-    def forward(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, audio: torch.Tensor, cells: tuple[int, int] | None = None) -> torch.Tensor:
+        """``cells``: when ``image`` is a window of the 320 crop aligned to ``CELL`` pixels (quick
+        training), the (row, column) of its top-left bottleneck cell; the audio map, computed for
+        the whole crop, is cut to the window's cells."""
         x1 = self.inc(image)
         x2 = self.down1(x1)
         x3 = self.down2(x2)
         x4 = self.down3(x3)
         x5 = self.down4(x4)
         x6 = self.down5(x5)
-        x6 = self.fuse_conv(torch.cat([x6, self.audio_model(audio)], dim=1))
+        audio_map = self.audio_model(audio)
+        if cells is not None:
+            row, col = cells
+            audio_map = audio_map[:, :, row : row + x6.shape[2], col : col + x6.shape[3]]
+        x6 = self.fuse_conv(torch.cat([x6, audio_map], dim=1))
         x = self.up1(x6, x5)
         x = self.up2(x, x4)
         x = self.up3(x, x3)

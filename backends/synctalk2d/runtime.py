@@ -10,7 +10,7 @@ on float32 numpy arrays, so the generator does not care which one it drives.
     onnx      fp32       CPU, CUDA    ONNX Runtime: BatchNorm folded, conv + ReLU fused, NCHWc layout
     onnx      int8       CPU          static QDQ quantisation, calibrated on the person's own frames
     openvino  fp32       CPU          OpenVINO: the same fusions, blocked (channels-last) layout, pinned threads
-    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames
+    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames (ends fp32)
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
 seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
@@ -18,6 +18,7 @@ remember the choice per CPU, thread count and network (``<cache>/probe/*.json``)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -36,6 +37,9 @@ from lipsync.resources import cache_dir
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
+# Layers NNCF leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit pixels,
+# and the last, whose error goes straight into the output's
+OPENVINO_FP32_LAYERS = ["/inc/.*", "/outc/.*"]
 Calibration = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -131,24 +135,43 @@ class TorchUNet:
 
 
 class OpenVinoUNet:
-    """An OpenVINO model (IR or ONNX file) compiled for the CPU, latency-first, threads pinned."""
+    """An OpenVINO model (IR or ONNX file) compiled for the CPU, threads pinned.
 
-    def __init__(self, path: str | Path, threads: int):
+    ``streams=1``: latency-first, one request runs the whole batch on ``threads`` threads.
+    ``streams>1``: throughput-first, the batch split into single frames run as that many parallel
+    requests of ``threads // streams`` threads each (no synchronisation inside a convolution)."""
+
+    def __init__(self, path: str | Path, threads: int, streams: int = 1):
         import openvino as ov
 
         self.path = Path(path)
+        self.streams = max(1, min(int(streams), int(threads)))
         config = {
-            "PERFORMANCE_HINT": "LATENCY",
+            "PERFORMANCE_HINT": "LATENCY" if self.streams == 1 else "THROUGHPUT",
             "INFERENCE_NUM_THREADS": int(threads),
             "ENABLE_CPU_PINNING": True,
             "INFERENCE_PRECISION_HINT": "f32",  # never a silent bf16/fp16 downcast on AMX or ARM CPUs
         }
+        if self.streams > 1:
+            config["NUM_STREAMS"] = self.streams
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", config)
         self.request = self.compiled.create_infer_request()
+        self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if self.streams > 1 else None
 
     def __call__(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray:
-        feeds = {"image": np.ascontiguousarray(image, np.float32), "audio": np.ascontiguousarray(audio, np.float32)}
-        return self.request.infer(feeds)[0].copy()  # the request reuses its output buffer
+        image, audio = np.ascontiguousarray(image, np.float32), np.ascontiguousarray(audio, np.float32)
+        if self.queue is None or len(image) == 1:
+            return self.request.infer({"image": image, "audio": audio})[0].copy()  # the request reuses its output buffer
+        out = np.empty((len(image), 3) + image.shape[2:], np.float32)
+
+        def done(request, k):
+            out[k] = request.get_output_tensor(0).data[0]
+
+        self.queue.set_callback(done)
+        for k in range(len(image)):
+            self.queue.start_async({"image": image[k : k + 1], "audio": audio[k : k + 1]}, k)
+        self.queue.wait_all()
+        return out
 
 
 # -- exports -----------------------------------------------------------------------------------
@@ -219,6 +242,7 @@ def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration)
     model = ov.Core().read_model(str(fp32_path))
     quantized = nncf.quantize(
         model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+        ignored_scope=nncf.IgnoredScope(patterns=OPENVINO_FP32_LAYERS, validate=False),
     )  # fmt: skip
     temp = out_path.with_name(f".{out_path.stem}.partial.xml")
     try:
@@ -245,12 +269,17 @@ class _Files:
             export_unet(self.net, path)
         return path
 
-    def int8(self, runtime: str, calibration: Calibration | None) -> Path:
+    def int8_path(self, runtime: str) -> Path:
+        """Named by network, calibration data and (OpenVINO) quantisation recipe: a change of any
+        of them quantises again."""
         suffix = f"-{self.tag}" if self.tag else ""
         if runtime == "onnx":
-            path = onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
-        else:
-            path = cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}.xml"
+            return onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
+        recipe = hashlib.sha256(json.dumps(OPENVINO_FP32_LAYERS).encode()).hexdigest()[:6]
+        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{recipe}.xml"
+
+    def int8(self, runtime: str, calibration: Calibration | None) -> Path:
+        path = self.int8_path(runtime)
         if not path.is_file():
             if calibration is None:
                 raise ValueError("int8 needs calibration data")

@@ -29,9 +29,9 @@ from backends.synctalk2d import geometry
 from backends.synctalk2d.checkpoint import SYNCNET_FORMAT, UNET_FORMAT, load_syncnet, save_checkpoint
 from backends.synctalk2d.features import unet_audio
 from backends.synctalk2d.losses import PerceptualLoss, load_vgg, sync_loss
-from backends.synctalk2d.networks import SyncNet328, UNet328
+from backends.synctalk2d.networks import CELL, SyncNet328, UNet328
 from backends.synctalk2d.person import PersonDataset
-from lipsync.errors import InputError
+from lipsync.errors import ConfigError, InputError
 from lipsync.progress import Reporter
 
 INTERPOLATIONS = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
@@ -209,6 +209,16 @@ def train_syncnet(crops: PersonCrops, cfg, out: Path, device: str, seed: int, wo
     return stage.run(loader, step)
 
 
+def random_window(image: torch.Tensor, target: torch.Tensor, window: int):
+    """One random ``window``-px square of the batch's crops, aligned to the U-Net's bottleneck
+    cells (the same for the whole batch), and the (row, column) of its first cell."""
+    span, grid = window // CELL, image.shape[-1] // CELL
+    cells = (random.randrange(grid - span + 1), random.randrange(grid - span + 1))
+    rows = slice(cells[0] * CELL, (cells[0] + span) * CELL)
+    cols = slice(cells[1] * CELL, (cells[1] + span) * CELL)
+    return image[..., rows, cols], target[..., rows, cols], cells
+
+
 def train_unet(crops: PersonCrops, cfg, perceptual: PerceptualLoss, syncnet: SyncNet328 | None, out: Path, device: str,
                seed: int, workers: int, resume: bool, reporter: Reporter) -> StageResult:  # fmt: skip
     net = UNet328(6, crops.mode).to(device)
@@ -216,9 +226,15 @@ def train_unet(crops: PersonCrops, cfg, perceptual: PerceptualLoss, syncnet: Syn
     stage = _Stage("unet", out / "unet", net, optimizer, cfg, UNET_FORMAT, resume, reporter)
     loader = _loader(InpaintingSamples(crops), cfg.batch_size, workers, seed + 1)
 
+    if cfg.window is not None and (syncnet is not None or cfg.perceptual_weight):
+        raise ConfigError("train.unet.window trains on parts of the crop: set train.unet.perceptual_weight=0 and train no SyncNet (both see whole crops)")
+
     def step(batch):
         image, target, audio = (t.to(device) for t in batch)
-        prediction = net(image, audio)
+        cells = None
+        if cfg.window is not None:
+            image, target, cells = random_window(image, target, cfg.window)
+        prediction = net(image, audio, cells)
         loss = F.l1_loss(prediction, target)
         if cfg.perceptual_weight:
             loss = loss + cfg.perceptual_weight * perceptual(prediction, target)
