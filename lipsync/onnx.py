@@ -7,6 +7,7 @@ onnxruntime has it, else the CPU provider. Exported files are cached under
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +24,7 @@ def export(module, example: tuple, path: str | Path, input_names: Sequence[str],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "batch"} for name in (*input_names, *output_names)}
-    temp = path.with_name(f".{path.name}.partial")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # parallel exports do not share one
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
         torch.onnx.export(

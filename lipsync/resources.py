@@ -5,7 +5,9 @@ editable install) they are the top-level ``conf/`` and ``weights/`` folders.
 """
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -35,3 +37,16 @@ def cache_dir() -> Path:
     if root is not None:
         return root / "weights" / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lipsync"
+
+
+@contextmanager
+def exclusive(path: Path):
+    """Hold a lock beside ``path`` (``.<name>.flock``) while one process writes it: parallel jobs
+    (a multirun, two shells) wait for it instead of writing the same file at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.flock"), "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)

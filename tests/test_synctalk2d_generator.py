@@ -11,6 +11,7 @@ import torch
 
 from backends.synctalk2d import geometry
 from backends.synctalk2d.config import SyncTalk2DConfig
+from backends.synctalk2d.generator import SyncTalk2DGenerator
 from backends.synctalk2d.person import PersonDataset
 from lipsync.api import compose
 from lipsync.audio.encoder import FrameFeatures
@@ -80,7 +81,7 @@ def test_templates_play_ping_pong_in_chunks(files):
 
 @pytest.mark.parametrize("policy, expected", [("loop", [1, 2, 3, 4, 0, 1, 2]), ("hold", [1, 2, 3, 4, 4, 4, 4])])
 def test_templates_follow_length_audio_longer(files, policy, expected):
-    generator = SyncTalk2DGenerator(person=str(files["person"]), checkpoint=str(files["unet"]), batch_size=3)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(files["person"]), checkpoint=str(files["unet"]), batch_size=3)
     generator.runner = lambda image, audio: image[:, :3]
     frames = np.concatenate(list(generator.generate(_job(7, np.ones((9, 512), np.float32), audio_longer=policy), _chunks(7, 4))))
     assert [frame_marker(f) for f in frames] == expected

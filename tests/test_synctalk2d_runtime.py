@@ -135,3 +135,41 @@ def test_int8_models_are_cached_per_network_person_and_recipe(monkeypatch, tmp_p
     paths.add(runtime._Files(net, "k", "anna").int8_path("openvino"))
     assert len(paths) == 4
     assert runtime._Files(net, "k", "anna").int8_path("onnx") != runtime._Files(net, "k", "ben").int8_path("onnx")
+
+
+def test_parallel_jobs_build_a_cached_int8_model_once(monkeypatch, tmp_path):
+    """Two jobs (a multirun, two shells) asking for the same uncached int8 model at once: one
+    quantises, the other waits and reuses it; neither sees the other's work files."""
+    monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path))
+    builds = []
+
+    def export(net, path):
+        path.write_bytes(b"fp32")
+
+    def quantize(fp32_path, out_path, calibration):
+        work = out_path.with_name(f".{out_path.stem}.pre.onnx")  # fixed names, as onnxruntime's tools use
+        work.write_text(threading.current_thread().name)
+        builds.append(out_path)
+        threading.Event().wait(0.3)  # long enough for the other job to arrive
+        assert work.read_text() == threading.current_thread().name, "another job wrote over this one's work file"
+        out_path.write_bytes(b"int8")
+        work.unlink()
+
+    monkeypatch.setattr(runtime, "export_unet", export)
+    monkeypatch.setattr(runtime, "quantize_unet", quantize)
+    files = runtime._Files(UNet328(6, "ave"), "k", "anna")
+    errors = []
+
+    def job():
+        try:
+            assert files.int8("onnx", lambda: iter(())).read_bytes() == b"int8"
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=job, name=f"job{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(builds) == 1

@@ -253,8 +253,8 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
         print(f"  {name}: ready in {time.perf_counter() - start:.1f} s (export, quantisation, probe)", flush=True)
         runs[name] = generator
         if runtime == "openvino" and args.threads > 1:  # the same model as parallel single-frame requests
-            streams = SyncTalk2DGenerator(person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime="torch",
-                                          threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
+            streams = construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime="torch",
+                                precision="fp32", threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
             streams.load("cpu")
             streams.runner = OpenVinoUNet(generator.runner.path, args.threads, streams=args.threads)
             runs[f"{name}, {args.threads} streams"] = streams

@@ -33,7 +33,7 @@ from backends.synctalk2d.networks import UNet328
 from lipsync import onnx
 from lipsync.cpu import CpuInfo, cores, cpu_info
 from lipsync.errors import ConfigError, WeightsError
-from lipsync.resources import cache_dir
+from lipsync.resources import cache_dir, exclusive
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
@@ -265,8 +265,9 @@ class _Files:
 
     def fp32(self) -> Path:
         path = onnx.cached_path(f"synctalk2d-unet-{self.net.mode}", self.key)
-        if not path.is_file():
-            export_unet(self.net, path)
+        with exclusive(path):  # a parallel job exporting the same network waits and reuses it
+            if not path.is_file():
+                export_unet(self.net, path)
         return path
 
     def int8_path(self, runtime: str) -> Path:
@@ -280,11 +281,11 @@ class _Files:
 
     def int8(self, runtime: str, calibration: Calibration | None) -> Path:
         path = self.int8_path(runtime)
-        if not path.is_file():
-            if calibration is None:
-                raise ValueError("int8 needs calibration data")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            (quantize_unet if runtime == "onnx" else quantize_openvino)(self.fp32(), path, calibration)
+        with exclusive(path):  # quantising writes fixed-name work files: one job at a time
+            if not path.is_file():
+                if calibration is None:
+                    raise ValueError("int8 needs calibration data")
+                (quantize_unet if runtime == "onnx" else quantize_openvino)(self.fp32(), path, calibration)
         return path
 
 
@@ -369,14 +370,14 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
     if len(candidates) == 1:
         return candidates[0][0], candidates[0][1], {}
     record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}.json"
-    if record.is_file():
-        results = json.loads(record.read_text())
-    else:
-        results = _probe(files, candidates, device, threads, calibration, batch_size)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        temp = record.with_name(f".{record.name}.partial")
-        temp.write_text(json.dumps(results, indent=1))
-        temp.replace(record)
+    with exclusive(record):  # a parallel job waits for this probe and reads its record
+        if record.is_file():
+            results = json.loads(record.read_text())
+        else:
+            results = _probe(files, candidates, device, threads, calibration, batch_size)
+            temp = record.with_name(f".{record.name}.partial")
+            temp.write_text(json.dumps(results, indent=1))
+            temp.replace(record)
     # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
     eligible = {n: r for n, r in results.items() if precision != "auto" or r["psnr"] is None or r["psnr"] >= MIN_PSNR}
     name = max(eligible, key=lambda n: eligible[n]["fps"])

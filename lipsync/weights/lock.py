@@ -7,16 +7,14 @@ the registry's current one (the entry was re-pinned) does not count.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from lipsync.errors import WeightsError
-from lipsync.resources import cache_dir
+from lipsync.resources import cache_dir, exclusive
 from lipsync.weights.registry import WeightSpec
 
 LOCK_ENV = "LIPSYNC_WEIGHTS_LOCK"
@@ -62,7 +60,7 @@ def record(entry: WeightSpec, size: int, sha256: str) -> Path:
 
 def _write(path: Path, entry: WeightSpec, size: int, sha256: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path):
+    with exclusive(path):
         entries = read_lock(path)
         entries[entry.name] = {"source": entry.source, "size": int(size), "sha256": sha256}
         handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -75,13 +73,3 @@ def _write(path: Path, entry: WeightSpec, size: int, sha256: str) -> Path:
             raise
     return path
 
-
-@contextmanager
-def _exclusive(path: Path):
-    """Hold a lock beside ``path`` so that parallel jobs recording at once lose no record."""
-    with open(path.with_name(f".{path.name}.flock"), "w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(guard, fcntl.LOCK_UN)
