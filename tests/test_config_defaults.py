@@ -1,7 +1,8 @@
 """One source per default: the schema dataclasses. Every config group option composes with Hydra's
 compose API and instantiates; no YAML file writes a schema's default again, and a value it does set
-carries a comment saying why; a backend's ``__init__`` takes its schema's fields with no defaults of
-its own; every limit a schema declares rejects what lies outside it."""
+carries a comment saying why; every component a schema names (backend, detector, encoder,
+interpolator) takes its schema's fields with no defaults of its own; every limit a schema declares
+rejects what lies outside it."""
 from __future__ import annotations
 
 import inspect
@@ -111,14 +112,21 @@ def test_every_option_composes_and_instantiates_with_the_schemas_defaults(group,
     assert component.name == option or group == "backend"
 
 
-@pytest.mark.parametrize("backend", [option for group, option in OPTIONS if group == "backend"])
-def test_generators_take_their_schemas_fields_with_no_defaults_of_their_own(backend):
-    schema = option_schema("backend", backend)
-    generator = get_class(schema._target_)
-    parameters = dict(inspect.signature(generator.__init__).parameters)
-    parameters.pop("self")
+STORED_OPTIONS = [(group, name.removesuffix("_schema.yaml")) for group in SCHEMA_BASES
+                  for name in sorted(ConfigStore.instance().repo.get(group, {})) if name.endswith("_schema.yaml")]
+
+
+@pytest.mark.parametrize("group, option", STORED_OPTIONS)
+def test_components_take_their_schemas_fields_with_no_defaults_of_their_own(group, option):
+    """Every ``_target_`` a schema names (generators, detectors, encoders, interpolators): its
+    ``__init__`` takes the schema's fields by keyword, and none has a default of its own."""
+    schema = option_schema(group, option)
+    component = get_class(schema._target_)
+    parameters = inspect.signature(component).parameters
     defaulted = [name for name, p in parameters.items() if p.default is not inspect.Parameter.empty]
-    assert defaulted == [], f"{generator.__name__}.__init__ writes defaults again: {defaulted}; the schema has them"
+    assert defaulted == [], f"{component.__name__}.__init__ writes defaults again: {defaulted}; the schema has them"
+    positional = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    assert positional == [], f"{component.__name__}.__init__ takes {positional} by position; the schema's fields are keywords"
     assert set(parameters) == {f.name for f in fields(schema)} - {"_target_", "name"}
 
 

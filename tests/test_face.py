@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 from skimage import data
 
+from lipsync.api import compose
 from lipsync.errors import ConfigError
 from lipsync.face import landmarks as lm
-from lipsync.face.mediapipe import MediaPipeFaceDetector
+from lipsync.face.config import MediaPipeDetectorConfig
 from lipsync.face.track import FaceTracker, OneEuroFilter
 from lipsync.protocol import Face
+from lipsync.registry import construct
 
 
 @pytest.fixture(scope="module")
 def detector():
-    return MediaPipeFaceDetector()
+    return construct(MediaPipeDetectorConfig)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def test_several_faces_largest_first_and_small_faces_in_large_frames(detector):
     centres = [((f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2) for f in faces]
     assert 100 < centres[0][0] < 520 and 900 < centres[1][0] < 1140 and 1650 < centres[2][0] < 1760
     assert all(f.landmarks is not None for f in faces)
-    assert len(MediaPipeFaceDetector(max_faces=2).detect(frame)) == 2
+    assert len(construct(MediaPipeDetectorConfig, max_faces=2).detect(frame)) == 2
 
 
 def test_empty_frames_have_no_faces(detector):
@@ -105,10 +107,9 @@ def test_empty_frames_have_no_faces(detector):
 
 
 def test_bad_settings_are_config_errors():
-    with pytest.raises(ConfigError):
-        MediaPipeFaceDetector(max_faces=0)
-    with pytest.raises(ConfigError):
-        MediaPipeFaceDetector(min_confidence=1.5)
+    for setting in ("max_faces=0", "min_confidence=1.5", "redetect_every=0"):
+        with pytest.raises(ConfigError, match=f"face_detector.{setting.split('=')[0]} must be"):
+            compose("viseme", [f"face_detector.{setting}"])
 
 
 # -- tracking -----------------------------------------------------------------------------------
@@ -190,17 +191,15 @@ def test_tracker_on_real_detections(detector):
 def test_batches_refit_faces_between_full_searches(detector):
     image = data.astronaut()
     frames = np.stack([np.roll(image, 3 * k, axis=1) for k in range(6)])
-    batched = MediaPipeFaceDetector(redetect_every=3).detect_batch(frames)
+    batched = construct(MediaPipeDetectorConfig, redetect_every=3).detect_batch(frames)
     single = [detector.detect(frame) for frame in frames]
     for got, want in zip(batched, single):
         assert len(got) == len(want) == 1
         assert np.abs(got[0].landmarks[:, :2] - want[0].landmarks[:, :2]).mean() < 1.5
     # A face that vanishes is searched for afresh, and one that appears is found.
     frames[2] = 120
-    batched = MediaPipeFaceDetector(redetect_every=3).detect_batch(frames)
+    batched = construct(MediaPipeDetectorConfig, redetect_every=3).detect_batch(frames)
     assert [len(f) for f in batched] == [1, 1, 0, 1, 1, 1]
-    with pytest.raises(ConfigError):
-        MediaPipeFaceDetector(redetect_every=0)
 
 
 # -- large portraits (1000 px and more): the tiled pass must not add false faces ---------------

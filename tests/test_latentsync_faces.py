@@ -10,17 +10,19 @@ import pytest
 
 from backends.latentsync.align import alignment_points
 from lipsync.errors import InputError, MissingWeightsError, WeightsError
-from lipsync.face.insightface import DETECTOR_FILE, LANDMARK_FILE, InsightFaceDetector, unpack_models
+from lipsync.face.config import InsightFaceDetectorConfig
+from lipsync.face.insightface import DETECTOR_FILE, LANDMARK_FILE, unpack_models
+from lipsync.registry import construct
 
 
 def test_models_come_from_the_pack_or_a_folder(tmp_path):
     with pytest.raises(MissingWeightsError, match="lipsync-weights download insightface.buffalo_l"):
-        InsightFaceDetector().check_weights()
+        construct(InsightFaceDetectorConfig).check_weights()
     with pytest.raises(InputError, match="det_10g.onnx"):
-        InsightFaceDetector(models_dir=str(tmp_path)).check_weights()
+        construct(InsightFaceDetectorConfig, models_dir=str(tmp_path)).check_weights()
     (tmp_path / DETECTOR_FILE).write_bytes(b"x")
     (tmp_path / LANDMARK_FILE).write_bytes(b"y")
-    InsightFaceDetector(models_dir=str(tmp_path)).check_weights()
+    construct(InsightFaceDetectorConfig, models_dir=str(tmp_path)).check_weights()
 
 
 def test_unpacking_the_zip(tmp_path):
@@ -62,7 +64,7 @@ class StubLandmarks:
 
 
 def test_detections_become_faces_largest_first():
-    detector = InsightFaceDetector(max_faces=2)
+    detector = construct(InsightFaceDetectorConfig, max_faces=2)
     stub = StubDetector()
     detector._detector, detector._landmarks = stub, StubLandmarks()
     image = np.zeros((160, 200, 3), np.uint8)

@@ -173,14 +173,14 @@ def _mesh_face(center: tuple[float, float], scale: float) -> Face:
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_generator_streams_groups_and_passes_faceless_frames(tmp_path, tiny_weights, dtype):
     from backends.latentsync.config import LatentSyncConfig
-    from lipsync.audio.whisper import WhisperAudioEncoder
+    from lipsync.audio.config import WhisperEncoderConfig
     from lipsync.registry import construct
 
     checkpoints = {k.rsplit(".", 1)[1]: v for k, v in tiny_weights.items() if k.startswith("backend.checkpoints.")}
     gen = construct(LatentSyncConfig, checkpoints=checkpoints, unet_config=tiny_weights["backend.unet_config"], steps=2,
                     num_frames=4, dtype=dtype, deepcache=dtype == "float32", deepcache_interval=2)
     gen.load("cpu")
-    encoder = WhisperAudioEncoder(checkpoint=tiny_weights["audio_encoder.checkpoint"])
+    encoder = construct(WhisperEncoderConfig, checkpoint=tiny_weights["audio_encoder.checkpoint"])
     audio = tone(0.5)
     job = Job(num_frames=12, fps=25.0, audio=audio, sample_rate=16000, features=encoder.encode(audio, 16000), source="video")
     rng = np.random.default_rng(0)

@@ -283,7 +283,8 @@ def test_face_crops_come_from_the_core_detector():
     """Default face crops: the largest MediaPipe face, cropped as crop_face does, in BGR order."""
     import skimage.data
 
-    from lipsync.face.mediapipe import MediaPipeFaceDetector
+    from lipsync.face.config import MediaPipeDetectorConfig
+    from lipsync.registry import construct
     from tests.conftest import tone
 
     frames = np.repeat(skimage.data.astronaut()[None, ::2, ::2], 6, axis=0)  # 256x256, a still face
@@ -296,7 +297,7 @@ def test_face_crops_come_from_the_core_detector():
 
     result = lse_scores(frames, tone(6 / 25), model=Recorder(), crop="face", device="cpu")
     assert result.face_frames == result.num_frames == 6
-    box = MediaPipeFaceDetector().detect(frames[0])[0].box
+    box = construct(MediaPipeDetectorConfig).detect(frames[0])[0].box
     expected = crop_face(frames[0], *smooth_track(np.tile(box, (6, 1)))[0])
     np.testing.assert_array_equal(seen[0][0], expected[..., ::-1])
     assert not np.all(expected == 110)

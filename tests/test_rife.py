@@ -7,7 +7,9 @@ import torch
 
 from lipsync.conformance import read_json
 from lipsync.errors import MissingWeightsError, WeightsError
-from lipsync.interp.rife import IFNet, RifeInterpolator, flownet_remap
+from lipsync.interp.config import RifeInterpolatorConfig
+from lipsync.interp.rife import IFNet, flownet_remap
+from lipsync.registry import construct
 from lipsync.weights import load_into, meta_state_dict
 
 
@@ -32,7 +34,7 @@ def rife(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "flownet.pkl"
     torch.save({f"module.{k}": v for k, v in IFNet().state_dict().items()}, path)
-    interp = RifeInterpolator(checkpoint=str(path), batch_size=2)
+    interp = construct(RifeInterpolatorConfig, checkpoint=str(path), batch_size=2)
     interp.load("cpu")
     return interp
 
@@ -63,4 +65,4 @@ def test_upsample_doubles_the_rate(rife):
 
 def test_missing_checkpoint_names_the_download():
     with pytest.raises(MissingWeightsError, match="lipsync-weights download rife.flownet"):
-        RifeInterpolator().check_weights()
+        construct(RifeInterpolatorConfig).check_weights()

@@ -14,7 +14,7 @@ from backends.sonic.audio import STATES_PER_UNIT, audio_units
 from backends.sonic.config import SonicConfig
 from backends.sonic.generator import FPS, SonicGenerator, whisper_states
 from backends.sonic.sampler import VAE_SCALE
-from lipsync.audio.whisper import TransformersWhisperEncoder
+from lipsync.audio.config import TransformersWhisperEncoderConfig
 from lipsync.protocol import Chunk, Face, Job
 from lipsync.registry import construct
 from tests import sonic_tiny
@@ -33,7 +33,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sonic-glue")
     paths = sonic_tiny.save_checkpoints(folder / "nets")
     options = {"checkpoints": paths, **{f"{k}_config": v for k, v in sonic_tiny.save_configs(folder / "configs").items()}}
-    encoder = TransformersWhisperEncoder(checkpoint=sonic_tiny.save_whisper(folder / "whisper"))
+    encoder = construct(TransformersWhisperEncoderConfig, checkpoint=sonic_tiny.save_whisper(folder / "whisper"))
     encoder.load("cpu")
     loaded = construct(SonicConfig, **options)
     loaded.load("cpu")

@@ -225,10 +225,12 @@ def test_whisper_states_are_the_ones_sonic_was_trained_on():
 def test_sonic_refuses_whisper_states_it_was_not_trained_on(settings):
     """A whisper option Sonic cannot use is one line naming the option, never silently replaced."""
     from backends.sonic.generator import whisper_states
-    from lipsync.audio.whisper import WhisperAudioEncoder, WhisperEncoderNet
+    from lipsync.audio.config import WhisperEncoderConfig
+    from lipsync.audio.whisper import WhisperEncoderNet
     from lipsync.errors import ConfigError
+    from lipsync.registry import construct
 
-    encoder = WhisperAudioEncoder(**{"final_norm": True, "mel": "transformers", **settings})
+    encoder = construct(WhisperEncoderConfig, **{"final_norm": True, "mel": "transformers", **settings})
     encoder.net = WhisperEncoderNet.from_dims(**sonic_tiny.WHISPER)
     with pytest.raises(ConfigError, match="set audio_encoder=whisper_transformers"):
         whisper_states(encoder.encode(np.zeros(16000, np.float32), 16000))

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from backends.viseme.config import PhonemeEncoderConfig
+from lipsync.api import compose
 from lipsync.audio import signal
 from lipsync.audio import phones as phones_module
 from lipsync.audio.phones import PhonemeEncoder, Phone, fill_timeline, spell_phones, transcript_words
 from lipsync.audio.vad import CONTEXT, HOP_SECONDS, WINDOW, SileroVAD, pause_windows
 from lipsync.errors import ConfigError
+from lipsync.registry import construct
 from tests.conftest import ROOT, tone
 
 TRANSCRIPT = "Hello! This is a lip sync demo, made on a plain computer. Now I pause, and speak again."
@@ -28,7 +31,7 @@ def speech() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoder() -> PhonemeEncoder:
-    return PhonemeEncoder()
+    return construct(PhonemeEncoderConfig)
 
 
 def test_vad_hears_speech_and_silence(speech):
@@ -83,11 +86,11 @@ def test_a_transcript_that_does_not_fit_falls_back_with_a_note(speech, encoder):
 
 
 def test_other_languages_get_signal_features_only(speech):
-    track = PhonemeEncoder(language="fr").encode(speech, 16000, text="bonjour")
+    track = construct(PhonemeEncoderConfig, language="fr").encode(speech, 16000, text="bonjour")
     assert track.method == "signal" and track.phones == [] and "no phone model" in track.notes[0]
-    assert PhonemeEncoder(mode="signal").encode(speech, 16000).notes == []
-    with pytest.raises(ConfigError):
-        PhonemeEncoder(mode="guess")
+    assert construct(PhonemeEncoderConfig, mode="signal").encode(speech, 16000).notes == []
+    with pytest.raises(ConfigError, match="audio_encoder.mode must be"):
+        compose("viseme", ["audio_encoder.mode=guess"])
 
 
 def test_silence_is_all_silence(encoder):
@@ -150,7 +153,7 @@ def test_pause_windows_tile_the_clip_and_cut_in_pauses(speech):
 def test_long_audio_is_decoded_in_bounded_pieces(monkeypatch):
     """Pocketsphinx holds an utterance's whole search: no piece may exceed UTTERANCE_SECONDS."""
     monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 4.0)
-    encoder = PhonemeEncoder()
+    encoder = construct(PhonemeEncoderConfig)
     seen = []
     monkeypatch.setattr(encoder._phones, "recognize", lambda piece: seen.append(len(piece)) or [Phone("AA", 0.1, 0.2)])
     monkeypatch.setattr(encoder._vad, "probabilities", lambda audio, rate=16000: np.ones(-(-len(audio) // WINDOW), np.float32))
@@ -168,7 +171,7 @@ def _spoken(track) -> list[Phone]:
 def test_recognition_cut_at_the_pause_matches_the_whole_clip(speech, encoder, monkeypatch):
     whole = encoder.encode(speech, 16000)
     monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 6.0)
-    pieces = PhonemeEncoder().encode(speech, 16000)
+    pieces = construct(PhonemeEncoderConfig).encode(speech, 16000)
     a, b = [p.label for p in _spoken(whole)], [p.label for p in _spoken(pieces)]
     # Not bit-identical (each piece is normalised by its own cepstral mean), but close: 0.86 measured.
     assert difflib.SequenceMatcher(a=a, b=b).ratio() > 0.8
@@ -180,7 +183,7 @@ def test_alignment_in_pieces_finds_each_pieces_words(speech, encoder, monkeypatc
     words (found by the acoustic score), so the phones equal those of each copy aligned alone."""
     single = encoder.encode(speech, 16000, text=TRANSCRIPT)
     monkeypatch.setattr(phones_module, "UTTERANCE_SECONDS", 6.0)
-    double = PhonemeEncoder().encode(np.concatenate([speech, speech]), 16000, text=f"{TRANSCRIPT} {TRANSCRIPT}")
+    double = construct(PhonemeEncoderConfig).encode(np.concatenate([speech, speech]), 16000, text=f"{TRANSCRIPT} {TRANSCRIPT}")
     assert double.method == "aligned" and not double.notes
     expected, got = [p.label for p in _spoken(single)] * 2, [p.label for p in _spoken(double)]
     # A word count off by one would shift every later phone; a dictionary variant ("and": AH or AE

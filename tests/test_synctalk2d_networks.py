@@ -18,8 +18,10 @@ from backends.synctalk2d.checkpoint import (
 )
 from backends.synctalk2d.features import audio_windows, unet_audio
 from backends.synctalk2d.networks import AUDIO_MODES, SyncNet328, UNet328
-from lipsync.audio.ave import AVEEncoder, AudioVisualEncoder, ave_state_from_checkpoint
+from lipsync.audio.ave import AudioVisualEncoder, ave_state_from_checkpoint
+from lipsync.audio.config import AVEEncoderConfig
 from lipsync.errors import InputError, WeightsError
+from lipsync.registry import construct
 from lipsync.weights import load_into, meta_state_dict
 
 
@@ -124,7 +126,7 @@ def test_ave_checkpoint_without_batch_counters_loads(tmp_path):
     published = {k[len("audio_encoder."):]: v for k, v in reference.state_dict().items() if "num_batches_tracked" not in k}
     path = tmp_path / "audio_visual_encoder.pth"
     torch.save(published, path)
-    encoder = AVEEncoder(checkpoint=str(path))
+    encoder = construct(AVEEncoderConfig, checkpoint=str(path))
     encoder.load("cpu")
     wave = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
     features = encoder.encode(wave, 16000)

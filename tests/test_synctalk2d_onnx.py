@@ -9,7 +9,7 @@ import torch
 from backends.synctalk2d.config import SyncTalk2DConfig
 from backends.synctalk2d.networks import UNet328
 from backends.synctalk2d.runtime import TorchUNet, build_runner
-from lipsync.audio.ave import AVEEncoder
+from lipsync.audio.config import AVEEncoderConfig
 from lipsync.audio.encoder import FrameFeatures
 from lipsync.protocol import Chunk, Job
 from lipsync.registry import construct
@@ -89,7 +89,7 @@ def test_onnx_ave_encoder_matches_pytorch(tmp_path):
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 12000).astype(np.float32)
     features = {}
     for runtime in ("torch", "onnx"):
-        encoder = AVEEncoder(checkpoint=str(checkpoint), runtime=runtime)
+        encoder = construct(AVEEncoderConfig, checkpoint=str(checkpoint), runtime=runtime)
         encoder.load("cpu")
         features[runtime] = encoder.encode(audio, 16000).values
     assert np.abs(features["onnx"] - features["torch"]).max() < 1e-4

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from lipsync import weights
-from lipsync.audio.hubert import HubertEncoder, hubert_state_from_checkpoint, normalise
+from lipsync.audio.config import AVEEncoderConfig, HubertEncoderConfig
+from lipsync.audio.hubert import hubert_state_from_checkpoint, normalise
 from lipsync.errors import InputError, MissingWeightsError
+from lipsync.registry import construct
 
 
 def test_registry_lists_the_backend_files_and_the_core_encoders_own_theirs():
@@ -29,19 +31,15 @@ def test_an_old_backend_name_says_its_new_name(old, new):
 
 
 def test_missing_ave_encoder_names_the_download_command():
-    from lipsync.audio.ave import AVEEncoder
-
     with pytest.raises(MissingWeightsError, match="lipsync-weights download ave.encoder"):
-        AVEEncoder().check_weights()
+        construct(AVEEncoderConfig).check_weights()
 
 
 def test_the_encoders_require_the_entry_their_config_names(monkeypatch):
-    from lipsync.audio.ave import AVEEncoder
-
     asked = []
     monkeypatch.setattr(weights, "require", lambda names, overrides=None: asked.append(names) or {n: n for n in names})
-    AVEEncoder(weights="ave.other").check_weights()
-    HubertEncoder(weights="hubert.other").check_weights()
+    construct(AVEEncoderConfig, weights="ave.other").check_weights()
+    construct(HubertEncoderConfig, weights="hubert.other").check_weights()
     assert asked == [["ave.other"], ["hubert.other_config", "hubert.other"]]
 
 
@@ -86,7 +84,7 @@ def test_hubert_state_remap():
 
 def test_hubert_frames_match_the_whole_clip_model(tiny_hubert):
     reference, folder = tiny_hubert
-    encoder = HubertEncoder(model_dir=str(folder))
+    encoder = construct(HubertEncoderConfig, model_dir=str(folder))
     encoder.load("cpu")
     audio = np.random.default_rng(0).standard_normal(16000 * 2 + 555).astype(np.float32) * 0.1
     features = encoder.encode(audio, 16000)
@@ -101,9 +99,9 @@ def test_hubert_frames_match_the_whole_clip_model(tiny_hubert):
 
 def test_hubert_pieces_cover_long_audio(tiny_hubert):
     _, folder = tiny_hubert
-    encoder = HubertEncoder(model_dir=str(folder), chunk_seconds=0.5)
+    encoder = construct(HubertEncoderConfig, model_dir=str(folder), chunk_seconds=0.5)
     encoder.load("cpu")
     audio = np.random.default_rng(1).standard_normal(16000 * 2 + 100).astype(np.float32)
     assert len(encoder.encode(audio, 16000)) == ((len(audio) - 80) // 320) // 2
     with pytest.raises(InputError, match="needs config.json"):
-        HubertEncoder(model_dir=str(folder / "nothing")).check_weights()
+        construct(HubertEncoderConfig, model_dir=str(folder / "nothing")).check_weights()

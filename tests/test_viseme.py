@@ -10,18 +10,18 @@ from skimage import data
 
 from backends.viseme.idle import blink_curve, head_motion
 from backends.viseme.bank import MouthBank
-from backends.viseme.config import VisemeConfig
+from backends.viseme.config import PhonemeEncoderConfig, VisemeConfig
 from backends.viseme.interior import MouthLook, sclera_pixels
 from backends.viseme.render import EyeRenderer, MouthRenderer, closed_mouth_source
 from backends.viseme.rig import MAX_GAP, MouthRig
 from backends.viseme.visemes import coarticulate, mouth_curves
 from lipsync import cli
 from lipsync.api import compose
-from lipsync.audio.phones import Phone, PhonemeEncoder, SpeechTrack
+from lipsync.audio.phones import Phone, SpeechTrack
 from lipsync.audio.signal import speech_envelope
 from lipsync.compose.masks import polygon_mask
 from lipsync.face import landmarks as lm
-from lipsync.face.mediapipe import MediaPipeFaceDetector
+from lipsync.face.config import MediaPipeDetectorConfig
 from lipsync.media.audio import load_audio
 from lipsync.media.video import VideoSource
 from lipsync.media.writer import VideoWriter
@@ -37,7 +37,7 @@ TRANSCRIPT = "Hello! This is a lip sync demo, made on a plain computer. Now I pa
 
 @pytest.fixture(scope="module")
 def detector():
-    return MediaPipeFaceDetector()
+    return construct(MediaPipeDetectorConfig)
 
 
 @pytest.fixture(scope="module")
@@ -399,7 +399,7 @@ def test_still_portrait_mouth_follows_speech_and_upper_face_is_kept(tmp_path, de
     assert opening[quiet].max() < 0.06
     assert np.percentile(opening[envelope > 0.5], 75) > 0.12
     # Lips meet on m, b, p ("demo", "made", "plain", "computer", "pause") and part on open vowels.
-    phones = PhonemeEncoder().encode(load_audio(SPEECH), 16000, TRANSCRIPT).phones
+    phones = construct(PhonemeEncoderConfig).encode(load_audio(SPEECH), 16000, TRANSCRIPT).phones
     at = lambda labels: np.array([opening[int(round(12.5 * (p.start + p.end)))] for p in phones if p.label in labels])  # noqa: E731
     bilabial, vowel = at({"M", "B", "P"}), at({"AA", "AE", "AH", "AO", "AW", "AY"})
     assert len(bilabial) >= 5 and len(vowel) >= 5

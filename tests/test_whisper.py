@@ -12,14 +12,15 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from lipsync.audio.whisper import (
     HOP,
     N_FFT,
-    WhisperAudioEncoder,
     WhisperEncoderNet,
     WhisperStates,
     encoder_state_dict,
     load_encoder,
     log_mel_frames,
 )
+from lipsync.audio.config import WhisperEncoderConfig
 from lipsync.errors import MissingWeightsError, WeightsError
+from lipsync.registry import construct
 from lipsync.weights import load_into, meta_state_dict
 
 # openai-whisper ModelDimensions of the sizes LatentSync and Sonic can use.
@@ -142,7 +143,7 @@ def test_not_a_whisper_file_is_a_clear_error(tmp_path):
 
 def test_missing_checkpoint_names_the_download():
     with pytest.raises(MissingWeightsError, match="lipsync-weights download whisper.tiny"):
-        WhisperAudioEncoder("whisper.tiny").check_weights()
+        construct(WhisperEncoderConfig, weights="whisper.tiny").check_weights()
 
 
 def test_log_mel_windows_match_the_whole_clip():

@@ -33,7 +33,7 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
     sys.path.insert(0, str(ROOT))
     from backends.sonic.config import SonicConfig
     from backends.sonic.generator import FPS
-    from lipsync.audio.whisper import TransformersWhisperEncoder
+    from lipsync.audio.config import TransformersWhisperEncoderConfig
     from lipsync.protocol import Chunk, Face, Job
     from lipsync.registry import construct
     from tests import sonic_tiny
@@ -44,7 +44,7 @@ def run_one(seconds: float, resolution: int, steps: int, device: str, hold: bool
     options.pop("audio_encoder.checkpoint")
     generator = construct(SonicConfig, steps=steps, min_resolution=resolution, **options)
     generator.load(device)
-    encoder = TransformersWhisperEncoder(checkpoint=whisper)
+    encoder = construct(TransformersWhisperEncoderConfig, checkpoint=whisper)
     encoder.load(device)
     rate = 16000
     t = np.arange(int(seconds * rate)) / rate

@@ -45,16 +45,17 @@ def mouth_box(points: np.ndarray, shape, reach: float) -> tuple[int, int, int, i
 
 def sheet(video: Path, audio: Path | None, text: str | None, count: int, columns: int, zoom: float,
           reach: float) -> np.ndarray:
-    from lipsync.audio.phones import PhonemeEncoder
-    from lipsync.face.mediapipe import MediaPipeFaceDetector
+    from backends.viseme.config import PhonemeEncoderConfig
+    from lipsync.face.config import MediaPipeDetectorConfig
     from lipsync.media.audio import load_audio
     from lipsync.media.video import VideoSource, probe_video
+    from lipsync.registry import construct
 
     fps = probe_video(video).fps
     frames = VideoSource(video, fps)
     wanted = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
-    track = PhonemeEncoder().encode(load_audio(audio or video), 16000, text)
-    detector = MediaPipeFaceDetector(max_faces=1)
+    track = construct(PhonemeEncoderConfig).encode(load_audio(audio or video), 16000, text)
+    detector = construct(MediaPipeDetectorConfig, max_faces=1)
     tiles, box, size = [], None, None
     for index, frame in zip(wanted, frames.read(wanted)):
         faces = detector.detect(frame)

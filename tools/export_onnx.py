@@ -87,10 +87,11 @@ def _export_unet(args) -> float:
 def _export_ave(args) -> float:
     import torch
 
-    from lipsync.audio.ave import AVEEncoder
+    from lipsync.audio.config import AVEEncoderConfig
     from lipsync.onnx import OnnxModel, export
+    from lipsync.registry import construct
 
-    encoder = AVEEncoder(checkpoint=args.checkpoint)
+    encoder = construct(AVEEncoderConfig, checkpoint=args.checkpoint)
     encoder.load("cpu")
     export(encoder.network, (torch.zeros(1, 1, 80, 16),), args.out, ("mel",), ("embedding",))
     mel = np.random.default_rng(0).uniform(-4, 4, (4, 1, 80, 16)).astype(np.float32)

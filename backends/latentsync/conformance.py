@@ -224,14 +224,15 @@ def pipeline(fx: Fixture) -> dict:
     The recorded random draws replace the seeded ones (``noise`` hook); the intermediate tensors
     come from the ``trace`` hook."""
     from backends.latentsync.config import LatentSyncConfig
-    from lipsync.audio.whisper import WhisperAudioEncoder, log_mel_frames, normalize_log_mel
+    from lipsync.audio.config import WhisperEncoderConfig
+    from lipsync.audio.whisper import log_mel_frames, normalize_log_mel
     from lipsync.protocol import Chunk, Job
     from lipsync.registry import construct
 
     run = fx.config["pipeline"]
     with tempfile.TemporaryDirectory() as folder:
         files = _write_published_files(fx, Path(folder))
-        encoder = WhisperAudioEncoder(weights="whisper.tiny_openai", checkpoint=files["whisper"], segments="cut")
+        encoder = construct(WhisperEncoderConfig, weights="whisper.tiny_openai", checkpoint=files["whisper"], segments="cut")
         encoder.load("cpu")
         generator = construct(
             LatentSyncConfig,

@@ -281,7 +281,8 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     from transformers import CLIPVisionConfig, WhisperConfig
 
     from backends.sonic.config import SonicConfig
-    from lipsync.audio.whisper import TransformersWhisperEncoder, WhisperEncoderNet, encoder_state_dict
+    from lipsync.audio.config import TransformersWhisperEncoderConfig
+    from lipsync.audio.whisper import WhisperEncoderNet, encoder_state_dict
     from lipsync.registry import construct
 
     cfg = fx.config
@@ -332,7 +333,7 @@ def _pipeline_networks(fx: Fixture, folder: Path):
     net = WhisperEncoderNet(WhisperConfig(**{k: v for k, v in cfg["whisper"].items() if k in whisper_args}))
     load_into(net, encoder_state_dict(_with_prefix(fx.weights, "whisper.")))
     # audio_encoder=whisper_transformers, with upstream's back-to-back 30 s chunks
-    encoder = TransformersWhisperEncoder(segments="cut")
+    encoder = construct(TransformersWhisperEncoderConfig, segments="cut")
     encoder.net = net.eval()
     return generator, encoder
 

@@ -105,9 +105,10 @@ def _write_frames(source, frames_dir: Path, quality: int, stage):
 
 
 def _mesh_landmarks(source, frames_dir: Path, lms_dir: Path, quality: int, stage) -> np.ndarray:
-    from lipsync.face.mediapipe import MediaPipeFaceDetector
+    from lipsync.face.config import MediaPipeDetectorConfig
+    from lipsync.registry import construct
 
-    detector = MediaPipeFaceDetector(max_faces=1)
+    detector = construct(MediaPipeDetectorConfig, max_faces=1)
     points: list[np.ndarray | None] = []
     for _, frame in _write_frames(source, frames_dir, quality, stage):
         faces = [f for f in detector.detect(frame) if f.landmarks is not None]
@@ -136,13 +137,12 @@ def _copy_landmarks(folder: Path, source, frames_dir: Path, lms_dir: Path, quali
 
 
 def _encoder(mode: str, ave_checkpoint: str | None, hubert_dir: str | None):
+    from lipsync.audio.config import AVEEncoderConfig, HubertEncoderConfig
+    from lipsync.registry import construct
+
     if mode == "ave":
-        from lipsync.audio.ave import AVEEncoder
-
-        return AVEEncoder(checkpoint=ave_checkpoint)
-    from lipsync.audio.hubert import HubertEncoder
-
-    return HubertEncoder(model_dir=hubert_dir)
+        return construct(AVEEncoderConfig, checkpoint=ave_checkpoint)
+    return construct(HubertEncoderConfig, model_dir=hubert_dir)
 
 
 def _features(mode: str, audio: np.ndarray, ave_checkpoint: str | None, hubert_dir: str | None, device: str) -> np.ndarray:

@@ -121,13 +121,7 @@ class AVEEncoder(AudioEncoder):
 
     name: ClassVar[str] = "ave"
 
-    def __init__(
-        self, weights: str = "ave.encoder", checkpoint: str | None = None, fps: float = 25.0, pad_mode: str = "constant", batch_size: int = 64, runtime: str = "torch"
-    ):
-        if pad_mode not in ("constant", "reflect"):
-            raise ValueError(f"pad_mode must be constant or reflect, got {pad_mode!r}")
-        if runtime not in ("torch", "onnx"):
-            raise ValueError(f"runtime must be torch or onnx, got {runtime!r}")
+    def __init__(self, *, weights: str, checkpoint: str | None, fps: float, pad_mode: str, batch_size: int, runtime: str):
         self.runtime = runtime
         self.weights = weights
         self.checkpoint = checkpoint

@@ -59,12 +59,10 @@ class HubertEncoder(AudioEncoder):
 
     name: ClassVar[str] = "hubert"
 
-    def __init__(self, weights: str = "hubert.large_ls960_ft", model_dir: str | None = None, chunk_seconds: float = 20.0):
+    def __init__(self, *, weights: str, model_dir: str | None, chunk_seconds: float):
         self.weights = weights
         self.model_dir = model_dir
-        self.chunk = int(round(chunk_seconds * SAMPLE_RATE / STRIDE)) * STRIDE
-        if self.chunk < KERNEL:
-            raise ValueError(f"chunk_seconds must be at least {KERNEL / SAMPLE_RATE} s, got {chunk_seconds}")
+        self.chunk = int(round(chunk_seconds * SAMPLE_RATE / STRIDE)) * STRIDE  # chunk_seconds >= 0.05 (schema): 2 strides, more than KERNEL
         self.model = None
         self.device = "cpu"
 

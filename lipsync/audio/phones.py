@@ -20,7 +20,7 @@ import numpy as np
 from lipsync.audio import signal
 from lipsync.audio.encoder import AudioEncoder
 from lipsync.audio.vad import HOP_SECONDS, SileroVAD, pause_windows
-from lipsync.errors import ConfigError, MissingWeightsError
+from lipsync.errors import MissingWeightsError
 
 SAMPLE_RATE = 16000
 PHONE_RATE = 100.0  # pocketsphinx frames per second
@@ -30,7 +30,6 @@ PHONES = frozenset(
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()
 )
 ENGLISH = ("en", "en-us", "en_us", "english")
-MODES = ("auto", "align", "recognize", "signal")
 # Longest stretch decoded as one utterance: pocketsphinx holds a whole utterance's search in
 # memory, so long clips are decoded in pieces cut at pauses (memory flat in the clip's length).
 UTTERANCE_SECONDS = 20.0
@@ -234,9 +233,7 @@ class PhonemeEncoder(AudioEncoder):
 
     name = "phonemes"
 
-    def __init__(self, language: str = "en-us", mode: str = "auto"):
-        if mode not in MODES:
-            raise ConfigError(f"audio_encoder.mode must be one of {', '.join(MODES)}, got {mode!r}")
+    def __init__(self, *, language: str, mode: str):
         self.language = language.lower()
         self.mode = mode
         self._phones = PhoneAnalyzer()

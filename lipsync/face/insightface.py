@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync.errors import ConfigError, InputError, WeightsError
+from lipsync.errors import InputError, WeightsError
 from lipsync.face.detector import FaceDetector
 from lipsync.protocol import Face
 
@@ -31,14 +31,7 @@ class InsightFaceDetector(FaceDetector):
 
     name = "insightface"
 
-    def __init__(self, models_dir: str | None = None, det_size: int = 512, min_confidence: float = 0.5,
-                 max_faces: int = 4, bgr: bool = False, device: str = "auto"):
-        if not 0.0 < min_confidence < 1.0:
-            raise ConfigError(f"face_detector.min_confidence must be in (0, 1), got {min_confidence}")
-        if det_size < 32 or det_size % 32:
-            raise ConfigError(f"face_detector.det_size must be a multiple of 32, got {det_size}")
-        if max_faces < 1:
-            raise ConfigError(f"face_detector.max_faces must be >= 1, got {max_faces}")
+    def __init__(self, *, models_dir: str | None, det_size: int, min_confidence: float, max_faces: int, bgr: bool, device: str):
         self.models_dir = Path(models_dir).expanduser() if models_dir else None
         self.det_size = int(det_size)
         self.min_confidence = float(min_confidence)

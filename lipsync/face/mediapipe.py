@@ -16,7 +16,6 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from lipsync.errors import ConfigError
 from lipsync.face import landmarks as lm
 from lipsync.face.detector import FaceDetector
 from lipsync.face.track import box_iou
@@ -38,14 +37,8 @@ class MediaPipeFaceDetector(FaceDetector):
 
     name = "mediapipe"
 
-    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, redetect_every: int = 5):
-        if redetect_every < 1:
-            raise ConfigError(f"face_detector.redetect_every must be >= 1, got {redetect_every}")
+    def __init__(self, *, max_faces: int, min_confidence: float, redetect_every: int):
         self.redetect_every = int(redetect_every)
-        if max_faces < 1:
-            raise ConfigError(f"face_detector.max_faces must be >= 1, got {max_faces}")
-        if not 0.0 < min_confidence < 1.0:
-            raise ConfigError(f"face_detector.min_confidence must be in (0, 1), got {min_confidence}")
         self.max_faces = int(max_faces)
         self.min_confidence = float(min_confidence)
         self._detector = None

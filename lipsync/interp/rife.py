@@ -104,7 +104,7 @@ class RifeInterpolator(Interpolator):
     name: ClassVar[str] = "rife"
     checkpoint: ClassVar[str] = "rife.flownet"
 
-    def __init__(self, checkpoint: str | None = None, batch_size: int = 4, half: bool = True):
+    def __init__(self, *, checkpoint: str | None, batch_size: int, half: bool):
         self.checkpoint_path = checkpoint
         self.batch_size = batch_size
         self.half = half

@@ -76,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from lipsync.face.mediapipe import MediaPipeFaceDetector
+    from lipsync.face.config import MediaPipeDetectorConfig
     from lipsync.pipeline import resolve_device
     from lipsync.progress import Reporter
+    from lipsync.registry import construct
 
     device = resolve_device(args.device)
-    detector = MediaPipeFaceDetector(max_faces=4)
+    detector = construct(MediaPipeDetectorConfig, max_faces=4)
     pairs = len(args.reference) == len(args.videos)
     quality_note = None if pairs or not args.reference else (
         f"picture quality skipped: it needs one reference per video ({len(args.videos)} videos, {len(args.reference)} references)"

@@ -5,7 +5,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from lipsync.errors import ConfigError, InputError
+from lipsync.errors import InputError
 from lipsync.metrics.lse_clip import ClipFrames
 
 CROP_SIZE = 224
@@ -101,8 +101,7 @@ def crop_chunks(frames: ClipFrames, boxes: np.ndarray | None, crop_scale: float)
 
 
 def default_detector():
-    try:
-        from lipsync.face.mediapipe import MediaPipeFaceDetector
-    except ImportError as err:
-        raise ConfigError(f"the face detector is not available ({err}); use crop='full' or pass a detector") from None
-    return MediaPipeFaceDetector()
+    from lipsync.face.config import MediaPipeDetectorConfig
+    from lipsync.registry import construct
+
+    return construct(MediaPipeDetectorConfig)

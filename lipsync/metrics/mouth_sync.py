@@ -75,9 +75,10 @@ def mouth_track(path: str | Path, detector=None, stage=None) -> tuple[np.ndarray
     info = probe_video(path)
     source = VideoSource(path, info.fps)
     if detector is None:
-        from lipsync.face.mediapipe import MediaPipeFaceDetector
+        from lipsync.face.config import MediaPipeDetectorConfig
+        from lipsync.registry import construct
 
-        detector = MediaPipeFaceDetector(max_faces=1)
+        detector = construct(MediaPipeDetectorConfig, max_faces=1)
     if stage is not None:
         stage.set_total(len(source))
     opening = np.full(len(source), np.nan)

@@ -50,9 +50,10 @@ class JobMetrics(Callback):
 
     def face_detector(self):
         if self._face_detector is None:
-            from lipsync.face.mediapipe import MediaPipeFaceDetector
+            from lipsync.face.config import MediaPipeDetectorConfig
+            from lipsync.registry import construct
 
-            self._face_detector = MediaPipeFaceDetector(max_faces=1)
+            self._face_detector = construct(MediaPipeDetectorConfig, max_faces=1)
         return self._face_detector
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

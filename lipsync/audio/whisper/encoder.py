@@ -5,13 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lipsync.audio.config import MEL_SCALINGS
 from lipsync.audio.encoder import AudioEncoder
 from lipsync.audio.whisper.loading import load_encoder
 from lipsync.audio.whisper.mel import SAMPLE_RATE
 from lipsync.audio.whisper.network import WhisperEncoderNet
 from lipsync.audio.whisper.states import WhisperStates
-from lipsync.errors import ConfigError
 
 
 class WhisperAudioEncoder(AudioEncoder):
@@ -27,14 +25,7 @@ class WhisperAudioEncoder(AudioEncoder):
 
     name = "whisper"
 
-    def __init__(self, weights: str = "whisper.tiny", checkpoint: str | None = None, segments: str = "overlap",
-                 final_norm: bool = False, mel: str = "openai"):
-        if not weights.startswith("whisper."):
-            raise ConfigError(f"audio_encoder.weights must name a whisper.* checkpoint, got {weights!r}")
-        if segments not in ("overlap", "cut"):
-            raise ConfigError(f"audio_encoder.segments must be overlap or cut, got {segments!r}")
-        if mel not in MEL_SCALINGS:
-            raise ConfigError(f"audio_encoder.mel must be {' or '.join(MEL_SCALINGS)}, got {mel!r}")
+    def __init__(self, *, weights: str, checkpoint: str | None, segments: str, final_norm: bool, mel: str):
         self.weights = weights
         self.checkpoint = checkpoint
         self.segments = segments
@@ -64,10 +55,6 @@ class WhisperAudioEncoder(AudioEncoder):
 
 class TransformersWhisperEncoder(WhisperAudioEncoder):
     """``audio_encoder=whisper_transformers``: the states transformers' ``WhisperModel`` gives
-    (``final_norm`` and ``mel="transformers"`` by default), the features Sonic was trained on."""
+    (its schema sets ``final_norm`` and ``mel="transformers"``), the features Sonic was trained on."""
 
     name = "whisper_transformers"
-
-    def __init__(self, weights: str = "whisper.tiny", checkpoint: str | None = None, segments: str = "overlap",
-                 final_norm: bool = True, mel: str = "transformers"):
-        super().__init__(weights, checkpoint, segments, final_norm, mel)
