@@ -312,15 +312,22 @@ def test_mouth_bank_keeps_only_open_large_frontal_mouths_in_fixed_memory(detecto
     assert bank.patches.nbytes == size and bank.filled == 1
 
 
-def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
-    """At the source's own opening, the bank's inside matches the source's real mouth far better
-    than the drawn one does."""
+def _open_at_the_source(astronaut_mesh):
+    """The astronaut, its rig at the photo's own opening, a closed-mouth source to draw into, the
+    face's look, and the mask of the open mouth's inside."""
     image = data.astronaut()
     rig = MouthRig(astronaut_mesh)
     open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
     source = closed_mouth_source(image, astronaut_mesh)
     look = MouthLook.of(image, astronaut_mesh)
     inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
+    return image, rig, open_, source, look, inside
+
+
+def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
+    """At the source's own opening, the bank's inside matches the source's real mouth far better
+    than the drawn one does."""
+    image, rig, open_, source, look, inside = _open_at_the_source(astronaut_mesh)
     errors = []
     for bank in (None, MouthBank()):
         if bank is not None:
@@ -335,12 +342,7 @@ def test_video_mouth_drawn_from_the_persons_own_frames(astronaut_mesh):
 def test_bank_mouths_from_other_light_are_recoloured_to_the_frame(astronaut_mesh):
     """A mouth kept from a frame under warm, dim light (channels scaled), drawn into a frame under the original light:
     its inside comes out in the frame's colours, not the other light's."""
-    image = data.astronaut()
-    rig = MouthRig(astronaut_mesh)
-    open_ = float(rig.source_gap()[5] / (MAX_GAP * rig.frame.mouth_width))
-    source = closed_mouth_source(image, astronaut_mesh)
-    look = MouthLook.of(image, astronaut_mesh)
-    inside = polygon_mask((0, 0, 512, 512), [rig.pose(open_, 0.0, 0.0).cavity]) > 0.99
+    image, rig, open_, source, look, inside = _open_at_the_source(astronaut_mesh)
     cast = (image * np.array([0.95, 0.8, 0.55])).astype(np.uint8)  # light scales the channels
     drawn = {}
     for name, kept in (("same light", image), ("other light", cast)):
