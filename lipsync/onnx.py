@@ -7,14 +7,13 @@ onnxruntime has it, else the CPU provider. Exported files are cached under
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from lipsync.resources import cache_dir
+from lipsync.resources import cache_dir, replacing
 
 
 def export(module, example: tuple, path: str | Path, input_names: Sequence[str], output_names: Sequence[str], opset: int = 17) -> Path:
@@ -22,16 +21,13 @@ def export(module, example: tuple, path: str | Path, input_names: Sequence[str],
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "batch"} for name in (*input_names, *output_names)}
-    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # parallel exports do not share one
-    with warnings.catch_warnings(), torch.no_grad():
+    with replacing(path) as temp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
         torch.onnx.export(
             module.eval(), example, str(temp), input_names=list(input_names), output_names=list(output_names),
             dynamic_axes=dynamic, opset_version=opset, dynamo=False,
         )  # fmt: skip
-    temp.replace(path)
     return path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,3 +51,17 @@ def exclusive(path: Path):
             yield
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+@contextmanager
+def replacing(path: Path):
+    """A temporary path beside ``path`` for the block to write; renamed over ``path`` when the block
+    ends without error, removed otherwise. Readers see the old file or the whole new one, never a
+    part, and parallel writers each have their own temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    try:
+        yield temp
+        temp.replace(path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import torch
 
 from backends.synctalk2d.networks import AUDIO_MODES, DEFAULT_CHANNELS, SyncNet328, UNet328
 from lipsync.errors import WeightsError
+from lipsync.resources import replacing
 from lipsync.weights import layout_problems, load_checkpoint, load_into, shapes, strip_prefix
 
 UNET_FORMAT = "synctalk2d.unet328"
@@ -156,13 +157,11 @@ def load_syncnet(path: str | Path, mode: str | None = None, device: str = "cpu")
 def save_checkpoint(path: str | Path, net: torch.nn.Module, fmt: str, **meta) -> Path:
     """Save ``net`` in our container (atomically: a crash never leaves half a file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     record = {"format": fmt, "state_dict": state, "mode": net.mode, **meta}
     if isinstance(net, UNet328):
         record.setdefault("channels", list(net.channels))
         record.setdefault("n_channels", net.n_channels)
-    temp = path.with_name(f".{path.name}.partial")
-    torch.save(record, temp)
-    temp.replace(path)
+    with replacing(path) as temp:
+        torch.save(record, temp)
     return path

@@ -33,7 +33,7 @@ from backends.synctalk2d.networks import UNet328
 from lipsync import onnx
 from lipsync.cpu import CpuInfo, cores, cpu_info
 from lipsync.errors import ConfigError, WeightsError
-from lipsync.resources import cache_dir, exclusive
+from lipsync.resources import cache_dir, exclusive, replacing
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
@@ -375,9 +375,8 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
             results = json.loads(record.read_text())
         else:
             results = _probe(files, candidates, device, threads, calibration, batch_size)
-            temp = record.with_name(f".{record.name}.partial")
-            temp.write_text(json.dumps(results, indent=1))
-            temp.replace(record)
+            with replacing(record) as temp:
+                temp.write_text(json.dumps(results, indent=1))
     # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
     eligible = {n: r for n, r in results.items() if precision != "auto" or r["psnr"] is None or r["psnr"] >= MIN_PSNR}
     name = max(eligible, key=lambda n: eligible[n]["fps"])

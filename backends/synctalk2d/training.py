@@ -33,6 +33,7 @@ from backends.synctalk2d.networks import CELL, SyncNet328, UNet328
 from backends.synctalk2d.person import PersonDataset
 from lipsync.errors import ConfigError, InputError
 from lipsync.progress import Reporter
+from lipsync.resources import replacing
 
 INTERPOLATIONS = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 
@@ -159,9 +160,8 @@ class _Stage:
             "format": self.fmt, "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch, "step": self.step, "losses": self.losses, "mode": self.model.mode,
         }  # fmt: skip
-        temp = self.folder / ".last.pt.partial"
-        torch.save(record, str(temp))
-        temp.replace(self.folder / "last.pt")
+        with replacing(self.folder / "last.pt") as temp:
+            torch.save(record, str(temp))
 
     def save(self, name: str) -> Path:
         return save_checkpoint(self.folder / name, self.model, self.fmt, epoch=self.epoch, step=self.step)

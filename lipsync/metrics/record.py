@@ -10,7 +10,6 @@ scores of the video (``lipsync.metrics.mouth_sync``). ``lipsync-report`` reads t
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
@@ -21,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lipsync.errors import LipsyncError, first_line
+from lipsync.resources import replacing
 
 FILENAME = "metrics.json"
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -131,11 +131,9 @@ def job_record(config: DictConfig, overrides: list[str], value: dict | None, err
 
 def write_record(folder: Path, record: dict) -> Path:
     """Write ``metrics.json`` whole (a temporary file renamed over it)."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILENAME
-    temp = folder / f".{FILENAME}.partial"
-    temp.write_text(json.dumps(record, indent=2, default=float, allow_nan=True))
-    os.replace(temp, path)
+    with replacing(path) as temp:
+        temp.write_text(json.dumps(record, indent=2, default=float, allow_nan=True))
     return path
 
 

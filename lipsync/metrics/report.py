@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lipsync.errors import InputError, run_command
 from lipsync.metrics.record import FILENAME
+from lipsync.resources import replacing
 
 @dataclass
 class Job:
@@ -232,9 +233,8 @@ def print_table(jobs: list[Job]) -> None:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    temp = path.with_name(f".{path.name}.partial")
-    temp.write_text(text)
-    temp.replace(path)
+    with replacing(path) as temp:
+        temp.write_text(text)
     return path
 
 

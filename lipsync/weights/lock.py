@@ -59,7 +59,6 @@ def record(entry: WeightSpec, size: int, sha256: str) -> Path:
 
 
 def _write(path: Path, entry: WeightSpec, size: int, sha256: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(path):
         entries = read_lock(path)
         entries[entry.name] = {"source": entry.source, "size": int(size), "sha256": sha256}
