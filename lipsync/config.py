@@ -105,6 +105,10 @@ class OutputConfig(Checked):
     crf: int = within(18, 0, 51)  # x264 quality: 0 lossless .. 51 worst
     # x264 speed/size trade-off; measured on 512 px: 7.6 ms/frame, 36.0 dB (medium: 17 ms, 37.1 dB)
     preset: str = one_of("veryfast", X264_PRESETS)
+    # false: x264 places B-frames in a fixed pattern (b-adapt=0) instead of searching for the best
+    # placement; measured on 512 px talking heads: a third less encoding CPU, 6-16 % smaller files,
+    # 0.2 dB lower PSNR (tools/bench.py)
+    adaptive_bframes: bool = False
 
 
 @dataclass

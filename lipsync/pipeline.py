@@ -330,6 +330,7 @@ class Pipeline:
         resume = bool(self.cfg.get("resume", False))
         previous = None
         with VideoWriter(output, float(cfg.fps), samples, rate, crf=int(cfg.crf), preset=str(cfg.preset),
+                         adaptive_bframes=bool(cfg.adaptive_bframes),
                          layout=layout, key=key, resume=resume and key is not None) as writer:
             if resume and key is None:
                 reporter.warn(f"backend {name} cannot resume (its chunks depend on each other): starting over")

@@ -85,6 +85,15 @@ def test_writer_drops_odd_row_and_column(tmp_path):
     assert (info.width, info.height) == (46, 32)
 
 
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_writer_places_b_frames_as_asked(tmp_path, adaptive):
+    out = tmp_path / "b.mp4"
+    with VideoWriter(out, 25, preset="veryfast", adaptive_bframes=adaptive) as writer:
+        writer.write(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
+    # x264 writes its settings into the stream; veryfast's own choice is the fast search (1)
+    assert f"b_adapt={0 if not adaptive else 1}".encode() in out.read_bytes()
+
+
 def test_frame_rate_conversion_picks_nearest_source_frames(tmp_path):
     out = tmp_path / "thirty.mp4"
     with VideoWriter(out, 30) as writer:

@@ -57,6 +57,8 @@ def test_image_source_follows_audio_length_and_loudness(tmp_path):
     loud, quiet = phase < 12, phase > 12  # bursts fill the first half of each second; frame 12 straddles
     assert level[loud].min() > level[quiet].max() + 40
     assert abs(frames[:, 20:, :, 0].mean() - 90) < 6  # the source shows through below the bar
+    # output.adaptive_bframes=false reaches the encoder (x264 writes its settings into the stream)
+    assert b"b_adapt=0" in (tmp_path / "out.mp4").read_bytes()
 
 
 def test_video_longer_than_audio_is_trimmed(tmp_path):

@@ -92,6 +92,7 @@ class VideoWriter:
         sample_rate: int = 16000,
         crf: int = 18,
         preset: str = "medium",
+        adaptive_bframes: bool = True,
         layout: str | None = None,
         key: str | None = None,
         resume: bool = False,
@@ -99,6 +100,8 @@ class VideoWriter:
         self.path = check_destination(path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self._options = {"crf": str(crf), "preset": preset}
+        if not adaptive_bframes:
+            self._options["x264-params"] = "b-adapt=0"
         self._key = key
         self._size: tuple[int, int] | None = None
         self._audio = None
