@@ -94,6 +94,16 @@ def test_writer_places_b_frames_as_asked(tmp_path, adaptive):
     assert f"b_adapt={0 if not adaptive else 1}".encode() in out.read_bytes()
 
 
+def test_encoder_threads_follow_the_frame_size(tmp_path):
+    from lipsync.cpu import cores
+
+    for size, threads in (((640, 480), 1), ((1920, 1080), min(cores(), 2))):
+        out = tmp_path / f"{size[0]}.mp4"
+        with VideoWriter(out, 25, preset="ultrafast") as writer:
+            writer.write(np.zeros((1, size[1], size[0], 3), np.uint8))
+        assert f" threads={threads} ".encode() in out.read_bytes()
+
+
 def test_frame_rate_conversion_picks_nearest_source_frames(tmp_path):
     out = tmp_path / "thirty.mp4"
     with VideoWriter(out, 30) as writer:

@@ -30,6 +30,9 @@ import numpy as np
 
 from lipsync.errors import InputError
 
+# Frame area per x264 thread: below it, threads cost more CPU (frame threading's overhead, about a
+# third at 512x512) than they save, and the pipeline already renders and encodes in parallel.
+PIXELS_PER_THREAD = 1280 * 720
 # x264's default keyframe interval: a segment boundary adds no keyframe an unbroken stream lacks.
 SEGMENT_FRAMES = 250
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -62,6 +65,13 @@ def check_destination(path: str | Path, inputs: Iterable[str | Path | None] = ()
     except OSError as err:
         raise InputError(f"cannot write to {folder}: {err.strerror} (choose a writable output.path)") from None
     return path
+
+
+def encoder_threads(width: int, height: int) -> int:
+    """x264 threads for frames of this size: one per ``PIXELS_PER_THREAD``, at most the cores."""
+    from lipsync.cpu import cores
+
+    return max(1, min(cores(), round(width * height / PIXELS_PER_THREAD)))
 
 
 def sidecar_dir(path: str | Path) -> Path:
@@ -280,7 +290,7 @@ class VideoWriter:
         self._video = self._container.add_stream("libx264", rate=self.fps)
         self._video.pix_fmt = "yuv420p"
         self._video.width, self._video.height = self._size
-        self._video.options = dict(self._options)
+        self._video.options = {**self._options, "threads": str(encoder_threads(*self._size))}
         self._segment_frames = 0
 
     def _finish_segment(self, state: dict | None, arrays: dict[str, np.ndarray]) -> None:
