@@ -48,9 +48,8 @@ def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray
     dst = np.asarray(dst, np.float64)[:, :2]
     x0, y0, x1, y1 = box
     width, height = x1 - x0, y1 - y0
-    grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     if width <= 0 or height <= 0 or len(triangles) == 0:
-        return grid_x, grid_y
+        return tuple(np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)))
     triangles = np.asarray(triangles)
     moved = np.abs(src - dst).max(axis=1) > 1e-6
     triangles = triangles[moved[triangles].any(axis=1)]
@@ -66,22 +65,28 @@ def piecewise_affine_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray
     inv = np.stack([np.stack([e2[:, 1], -e2[:, 0]], 1), np.stack([-e1[:, 1], e1[:, 0]], 1)], 1) / det[:, None, None]
     linear = np.stack([f1, f2], axis=2) @ inv  # (T, 2, 2)
     offset = corners_src[:, 0] - np.einsum("tij,tj->ti", linear, corners[:, 0])
-    affine = np.concatenate([linear, offset[:, :, None]], axis=2)  # (T, 2, 3)
+    # One row of coefficients per label (0: outside every triangle, which reads itself), in the
+    # box's own coordinates so that float32 keeps them exact to far below a pixel: map_x =
+    # a*x + b*y + c, map_y = d*x + e*y + f, each clipped to its source triangle's bounds (a sliver
+    # triangle, lips pressed shut, has a near-singular inverse that would fetch a speck from afar).
+    origin = np.array([x0, y0], np.float64)
+    offset = offset + np.einsum("tij,j->ti", linear, origin)
+    lo, hi = corners_src.min(axis=1) - 0.5, corners_src.max(axis=1) + 0.5
+    table = np.empty((len(triangles) + 1, 10), np.float32)
+    table[0] = (1, 0, x0, 0, 1, y0, -np.inf, np.inf, -np.inf, np.inf)
+    table[1:, 0:2], table[1:, 2] = linear[:, 0], offset[:, 0]
+    table[1:, 3:5], table[1:, 5] = linear[:, 1], offset[:, 1]
+    table[1:, 6], table[1:, 7], table[1:, 8], table[1:, 9] = lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]
     labels = np.zeros((height, width), np.int32)
     scale = 1 << _SUBPIXEL_BITS
-    local = np.round((corners - np.array([x0, y0])) * scale).astype(np.int32)
+    local = np.round((corners - origin) * scale).astype(np.int32)
     for index, polygon in enumerate(local, start=1):
         cv2.fillConvexPoly(labels, polygon, index, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-    inside = labels > 0
-    chosen = affine[labels[inside] - 1]  # (P, 2, 3)
-    px, py = grid_x[inside].astype(np.float64), grid_y[inside].astype(np.float64)
-    map_x, map_y = grid_x.copy(), grid_y.copy()
-    # A pixel reads from within its source triangle: a sliver triangle (lips pressed shut) has a
-    # near-singular inverse that would otherwise fetch a speck from far away.
-    lo, hi = corners_src.min(axis=1) - 0.5, corners_src.max(axis=1) + 0.5
-    which = labels[inside] - 1
-    map_x[inside] = np.clip(chosen[:, 0, 0] * px + chosen[:, 0, 1] * py + chosen[:, 0, 2], lo[which, 0], hi[which, 0])
-    map_y[inside] = np.clip(chosen[:, 1, 0] * px + chosen[:, 1, 1] * py + chosen[:, 1, 2], lo[which, 1], hi[which, 1])
+    k = table[labels]  # (H, W, 10)
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
+    map_x = np.clip(k[..., 0] * xs + k[..., 1] * ys + k[..., 2], k[..., 6], k[..., 7])
+    map_y = np.clip(k[..., 3] * xs + k[..., 4] * ys + k[..., 5], k[..., 8], k[..., 9])
     return map_x, map_y
 
 
