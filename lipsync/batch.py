@@ -220,10 +220,8 @@ def _run_jobs(pipeline, jobs: list[Job], quiet: bool, verbose: bool) -> list[tup
                     audio=job.audio, output=job.output, image=job.image, video=job.video, text=job.text,
                     reporter=Reporter(quiet=True, console=batch.console),
                 )
-            except LipsyncError as err:
-                if verbose:
-                    raise
-                report(err, "lipsync", prefix=f"{job.origin}: ")
+            except LipsyncError as err:  # one job's bad input: said (traceback too when verbose), next job
+                report(err, "lipsync", verbose=verbose, prefix=f"{job.origin}: ")
                 rows.append((job, None, time.perf_counter() - started, "failed"))
             else:
                 rows.append((job, result.frames, result.seconds, "ok"))

@@ -128,12 +128,14 @@ def test_manifest_row_with_a_missing_file_is_reported_and_the_rest_run(folder, c
     assert "2 of 2 jobs done, 0 failed, 1 rows skipped" in err
 
 
-def test_manifest_job_that_fails_is_reported_and_the_batch_goes_on(folder, capsys):
+@pytest.mark.parametrize("verbose", [False, True])
+def test_manifest_job_that_fails_is_reported_and_the_batch_goes_on(folder, capsys, verbose):
     (folder / "bad.wav").write_bytes(b"RIFF....WAVEjunk")
     (folder / "jobs.csv").write_text("audio\nbad.wav\nhello.wav\n")
-    assert run_loudness("input.manifest=jobs.csv") == 2
+    assert run_loudness("input.manifest=jobs.csv", *(["verbose=true"] if verbose else [])) == 2
     err = capsys.readouterr().err
     assert "jobs.csv line 2: cannot decode audio" in err
+    assert ("Traceback" in err) == verbose
     assert "1 of 2 jobs done, 1 failed" in err
     assert (folder / "outputs" / "hello.mp4").is_file() and not (folder / "outputs" / "bad.mp4").exists()
 
