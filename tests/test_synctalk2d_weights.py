@@ -2,6 +2,8 @@
 random HuBERT stands in for HuBERT-Large)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -49,6 +51,9 @@ def test_url_entries_download_into_the_cache(tmp_path):
     entry = weights.WeightSpec(name="x.y", repo="owner/repo", file="dir/file.pth", url=source.as_uri(), size=source.stat().st_size)
     path = weights.download(entry)
     assert path == entry.cache_path and path.read_bytes() == source.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by whoever shares the cache, as the umask says
     broken = weights.WeightSpec(name="x.z", repo="owner/repo", file="gone.pth", url=(tmp_path / "gone").as_uri())
     with pytest.raises(MissingWeightsError, match="cannot download"):
         weights.download(broken)

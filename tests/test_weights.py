@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import subprocess
 import sys
 
@@ -199,6 +200,9 @@ def test_a_file_without_published_hash_is_locked_on_first_use_and_checked_after(
     assert read_lock()["demo.other"] == {"source": entry.source, "size": 14,
                                          "sha256": hashlib.sha256(b"first download").hexdigest()}
     assert lock_path().parent == entry.cache_path.parents[2]  # beside the cache
+    umask = os.umask(0)
+    os.umask(umask)
+    assert lock_path().stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user makes, not 0600
     assert weights.resolve("demo.other") == entry.cache_path  # unchanged: still fine
     _cache(entry, b"first d0wnload", later=1)  # same size, other bytes
     for use in (lambda: weights.require(["demo.other"]), lambda: weights.resolve("demo.other")):

@@ -8,13 +8,12 @@ the registry's current one (the entry was re-pinned) does not count.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from lipsync.errors import WeightsError
-from lipsync.resources import cache_dir, exclusive
+from lipsync.resources import cache_dir, exclusive, replacing
 from lipsync.weights.registry import WeightSpec
 
 LOCK_ENV = "LIPSYNC_WEIGHTS_LOCK"
@@ -62,13 +61,7 @@ def _write(path: Path, entry: WeightSpec, size: int, sha256: str) -> Path:
     with exclusive(path):
         entries = read_lock(path)
         entries[entry.name] = {"source": entry.source, "size": int(size), "sha256": sha256}
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with open(handle, "w") as out:
-                out.write(HEADER + yaml.safe_dump(dict(sorted(entries.items())), sort_keys=True))
-            Path(temp).replace(path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with replacing(path) as temp:  # permissions follow the umask, like any file the user makes
+            temp.write_text(HEADER + yaml.safe_dump(dict(sorted(entries.items())), sort_keys=True))
     return path
 

@@ -169,16 +169,10 @@ def _reachable(host: str, timeout: float = 5.0) -> bool:
 def _download_url(url: str, target: Path) -> Path:
     """Stream ``url`` to ``target`` through a temporary file (no partial file is ever left)."""
     import shutil
-    import tempfile
     import urllib.request
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with open(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-        Path(temp).replace(target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from lipsync.resources import replacing
+
+    with replacing(target) as temp, open(temp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        shutil.copyfileobj(response, out, 1 << 20)
     return target
