@@ -54,7 +54,8 @@ def test_runner_dispatches_on_module_not_file_name(tmp_path):
 def test_runner_rejects_missing_path():
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "conformance.py"), "/no/such/fixture.json"], capture_output=True, text=True)
     assert out.returncode == 2
-    assert "no such fixture" in out.stderr
+    assert out.stderr.startswith("conformance.py: error: no such fixture file or folder: /no/such/fixture.json")
+    assert out.stderr.count("\n") == 1
 
 
 def _audio_windows_fixture(folder, name: str, states_shape=(7, 2, 3), rows: int | None = None) -> tuple:

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = fixture_files(args.paths)
     except FileNotFoundError as err:
-        print(f"error: no such fixture file or folder: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: no such fixture file or folder: {err} (give fixture .json files, or folders "
+              f"holding them, e.g. ../shared/conformance)", file=sys.stderr)
         return 2
     import torch
 
