@@ -195,9 +195,11 @@ class InteriorPainter:
         frame = pose.frame
         m = frame.mouth_width
         x0, y0, x1, y1 = box
-        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        uv = frame.local(np.stack([xs, ys], axis=-1)).astype(np.float32)
-        u, v = uv[..., 0], uv[..., 1]
+        # The box's pixels in the mouth's (u, v) frame, from a row of x and a column of y.
+        dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(frame.origin[0])
+        dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(frame.origin[1])
+        ex, ey = frame.ex.astype(np.float32), frame.ey.astype(np.float32)
+        u, v = dx * ex[0] + dy * ex[1], dx * ey[0] + dy * ey[1]
         upper = frame.local(pose.upper_lip)
         lower = frame.local(pose.lower_lip)
         edge_up, k_up = _edge(upper, u)
