@@ -1,6 +1,8 @@
 """Media I/O: audio decoding in every common format, video round trips, length policies."""
 from __future__ import annotations
 
+import re
+
 from fractions import Fraction
 
 import numpy as np
@@ -75,6 +77,21 @@ def test_video_round_trip_with_audio(tmp_path):
     audio = load_audio(out)
     assert len(audio) / 16000 == pytest.approx(2.0, abs=0.06)
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_sound_is_interleaved_with_the_frames(tmp_path):
+    import av
+
+    out = tmp_path / "long.mp4"
+    with VideoWriter(out, 25, tone(16.0, 48000), 48000, preset="ultrafast") as writer:
+        for start in range(0, 400, 25):
+            writer.write(np.zeros((25, 32, 32, 3), np.uint8))
+    with av.open(str(out)) as container:
+        kinds = [packet.stream.type for packet in container.demux() if packet.dts is not None]
+    assert kinds.count("audio") > 700 and kinds.count("video") == 400
+    # A player streams the file front to back: no long run of one kind (a few packets at most).
+    runs = re.findall(r"a+|v+", "".join(kind[0] for kind in kinds))
+    assert max(map(len, runs)) < 10
 
 
 def test_writer_drops_odd_row_and_column(tmp_path):

@@ -14,14 +14,18 @@ The user's files come first:
   ``SEGMENT_FRAMES`` frames. A run killed midway keeps its finished segments; the next run with
   the same key (inputs and config) can resume after the last one, and since an uninterrupted run
   splits its segments at the same frames, the result is the same video stream byte for byte.
+- The sound track is encoded to AAC in a thread while the frames are made (``SoundEncoder``); the
+  finished file only interleaves its packets with the frames'.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import stat
 import tempfile
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +37,7 @@ from lipsync.errors import InputError
 # Frame area per x264 thread: below it, threads cost more CPU (frame threading's overhead, about a
 # third at 512x512) than they save, and the pipeline already renders and encodes in parallel.
 PIXELS_PER_THREAD = 1280 * 720
+SOUND_FILE = "sound.m4a"  # the sound track, encoded while the frames are
 # x264's default keyframe interval: a segment boundary adds no keyframe an unbroken stream lacks.
 SEGMENT_FRAMES = 250
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -148,6 +153,9 @@ class VideoWriter:
         self._container = None  # the segment being written
         self._video = None
         self._segment_frames = 0
+        # The sound is encoded beside the frames, in a thread (FFmpeg's encoders release the GIL),
+        # so the finished file only needs its packets interleaved.
+        self._sound = SoundEncoder(self.dir / SOUND_FILE, self._audio, self._rate, self._layout) if self._audio is not None else None
 
     # -- the sidecar -------------------------------------------------------------------------------
 
@@ -252,6 +260,8 @@ class VideoWriter:
     def abort(self, keep: bool = False) -> None:
         """Drop the segment being written and the unfinished file; keep the finished segments
         only when ``keep``. The destination is left as it was."""
+        if self._sound is not None:
+            self._sound.stop()
         if self._container is not None:
             try:
                 self._container.close()
@@ -263,7 +273,7 @@ class VideoWriter:
 
     def _release(self, keep: bool) -> None:
         for entry in self._own_files():
-            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith("output.partial"):
+            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith(("output.partial", SOUND_FILE)):
                 entry.unlink(missing_ok=True)
         if not keep:
             try:
@@ -279,7 +289,7 @@ class VideoWriter:
             entry for entry in self.dir.iterdir()
             if entry.is_file() and not entry.is_symlink()
             and (entry.name in ("lock", "state.json", "state.json.tmp") or entry.name.endswith(".npy")
-                 or entry.name.startswith(("segment-", "output.partial")))
+                 or entry.name.startswith(("segment-", "output.partial", SOUND_FILE)))
         ]
 
     def _open_segment(self) -> None:
@@ -312,54 +322,94 @@ class VideoWriter:
             self._save_state(self._segments)
 
     def _assemble(self, temp: Path) -> None:
-        """Join the segments' packets, time-shifted, into one stream and encode the sound beside it."""
+        """Join the segments' packets, time-shifted, into one stream, the sound's packets
+        interleaved by time."""
         import av
 
+        sound = self._sound.result() if self._sound is not None else None
         self._container = av.open(str(temp), mode="w", format=CONTAINERS[self.path.suffix.lower()])
         output = self._container
-        audio = None
-        if self._audio is not None:
-            audio = output.add_stream("aac", rate=self._rate, layout=self._layout)
-            audio.bit_rate = 192_000 * max(1, self._audio.shape[1] // 2)
-        stream = None
-        frames_before = 0
-        self._audio_done = 0
-        for segment in self._segments:
-            with av.open(str(self.dir / segment["file"])) as source:
-                video = source.streams.video[0]
-                if stream is None:
-                    stream = output.add_stream_from_template(video)
-                offset = round(frames_before / self.fps / video.time_base)
-                for packet in source.demux(video):
-                    if packet.dts is None:  # the demuxer's empty end-of-stream packet
-                        continue
-                    packet.pts += offset
-                    packet.dts += offset
-                    packet.stream = stream
-                    output.mux(packet)
-                    self._write_audio_until(audio, float(packet.dts * video.time_base))
-            frames_before += segment["frames"]
-        self._write_audio_until(audio, None)
+        with contextlib.ExitStack() as stack:
+            audio_in = stack.enter_context(av.open(str(sound))) if sound is not None else None
+            audio_out = output.add_stream_from_template(audio_in.streams.audio[0]) if audio_in is not None else None
+            pending = _packets(audio_in.demux(audio_in.streams.audio[0])) if audio_in is not None else iter(())
+            stream = None
+            frames_before = 0
+            for segment in self._segments:
+                with av.open(str(self.dir / segment["file"])) as source:
+                    video = source.streams.video[0]
+                    if stream is None:
+                        stream = output.add_stream_from_template(video)
+                    offset = round(frames_before / self.fps / video.time_base)
+                    for packet in _packets(source.demux(video)):
+                        packet.pts += offset
+                        packet.dts += offset
+                        packet.stream = stream
+                        output.mux(packet)
+                        pending = _mux_until(output, pending, audio_out, float(packet.dts * video.time_base))
+                frames_before += segment["frames"]
+            _mux_until(output, pending, audio_out, None)
         output.close()
         self._container = None
 
-    def _write_audio_until(self, stream, seconds: float | None) -> None:
+
+def _packets(demuxed):
+    """A demuxer's packets without its empty end-of-stream one."""
+    return (packet for packet in demuxed if packet.dts is not None)
+
+
+def _mux_until(output, packets, stream, seconds: float | None):
+    """Mux ``packets`` (into ``stream``) up to ``seconds`` (all when None); the rest, as an iterator."""
+    for packet in packets:
+        at = float(packet.dts * packet.time_base)
+        packet.stream = stream
+        output.mux(packet)
+        if seconds is not None and at >= seconds:
+            break
+    return packets
+
+
+class SoundEncoder:
+    """The sound track encoded to AAC in ``path`` by a thread, started at once. ``result()`` waits
+    for it and returns the path (or raises what went wrong); ``stop()`` ends it early."""
+
+    def __init__(self, path: Path, samples: np.ndarray, rate: int, layout: str):
+        self.path, self._samples, self._rate, self._layout = path, samples, rate, layout
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode, name="lipsync-sound", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Path:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.path
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _encode(self) -> None:
         import av
 
-        if stream is None:
-            return
-        end = len(self._audio) if seconds is None else min(len(self._audio), int(seconds * self._rate))
-        block = 1024 * 16
-        while self._audio_done < end:
-            stop = min(end, self._audio_done + block)
-            chunk = np.ascontiguousarray(self._audio[self._audio_done:stop].clip(-1, 1), dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=self._layout)
-            frame.sample_rate = self._rate
-            frame.pts = self._audio_done
-            frame.time_base = Fraction(1, self._rate)
-            for packet in stream.encode(frame):
-                self._container.mux(packet)
-            self._audio_done = stop
-        if seconds is None:
-            for packet in stream.encode(None):
-                self._container.mux(packet)
+        try:
+            with av.open(str(self.path), mode="w", format="mp4") as container:
+                stream = container.add_stream("aac", rate=self._rate, layout=self._layout)
+                stream.bit_rate = 192_000 * max(1, self._samples.shape[1] // 2)
+                block = 1024 * 16
+                for start in range(0, len(self._samples), block):
+                    if self._stop.is_set():
+                        return
+                    # Clipped block by block: no copy of a long clip's sound.
+                    chunk = np.ascontiguousarray(self._samples[start:start + block].clip(-1, 1), dtype=np.float32)
+                    frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout=self._layout)
+                    frame.sample_rate = self._rate
+                    frame.pts = start
+                    frame.time_base = Fraction(1, self._rate)
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode(None):
+                    container.mux(packet)
+        except BaseException as err:  # handed to result()
+            self._error = err
