@@ -94,6 +94,20 @@ def test_sound_is_interleaved_with_the_frames(tmp_path):
     assert max(map(len, runs)) < 10
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv"])
+def test_sound_keeps_its_timing_in_every_container(tmp_path, suffix):
+    from lipsync.media.audio import decode_audio
+
+    sound = np.zeros(44100 * 2, np.float32)
+    sound[44100 : 44100 + 40] = 0.9  # a click at 1 s
+    out = tmp_path / f"click{suffix}"
+    with VideoWriter(out, 25, sound, 44100, preset="ultrafast") as writer:
+        writer.write(np.zeros((50, 32, 32, 3), np.uint8))
+    decoded, rate = decode_audio(out)
+    click = np.argmax(np.abs(decoded.mean(axis=1)) > 0.3) / rate
+    assert click == pytest.approx(1.0, abs=0.002)  # the encoder's delay is not left in the track
+
+
 def test_writer_drops_odd_row_and_column(tmp_path):
     out = tmp_path / "odd.mp4"
     with VideoWriter(out, 25) as writer:

@@ -37,7 +37,8 @@ from lipsync.errors import InputError
 # Frame area per x264 thread: below it, threads cost more CPU (frame threading's overhead, about a
 # third at 512x512) than they save, and the pipeline already renders and encodes in parallel.
 PIXELS_PER_THREAD = 1280 * 720
-SOUND_FILE = "sound.m4a"  # the sound track, encoded while the frames are
+SOUND_FILE = "sound"  # the sound track, encoded while the frames are (in the destination's container,
+# which keeps the encoder's delay as that container expresses it)
 # x264's default keyframe interval: a segment boundary adds no keyframe an unbroken stream lacks.
 SEGMENT_FRAMES = 250
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -155,7 +156,10 @@ class VideoWriter:
         self._segment_frames = 0
         # The sound is encoded beside the frames, in a thread (FFmpeg's encoders release the GIL),
         # so the finished file only needs its packets interleaved.
-        self._sound = SoundEncoder(self.dir / SOUND_FILE, self._audio, self._rate, self._layout) if self._audio is not None else None
+        self._sound = None
+        if self._audio is not None:
+            suffix = self.path.suffix.lower()
+            self._sound = SoundEncoder(self.dir / f"{SOUND_FILE}{suffix}", CONTAINERS[suffix], self._audio, self._rate, self._layout)
 
     # -- the sidecar -------------------------------------------------------------------------------
 
@@ -370,11 +374,11 @@ def _mux_until(output, packets, stream, seconds: float | None):
 
 
 class SoundEncoder:
-    """The sound track encoded to AAC in ``path`` by a thread, started at once. ``result()`` waits
+    """The sound track encoded to AAC in ``path`` (a ``container`` file) by a thread, started at once. ``result()`` waits
     for it and returns the path (or raises what went wrong); ``stop()`` ends it early."""
 
-    def __init__(self, path: Path, samples: np.ndarray, rate: int, layout: str):
-        self.path, self._samples, self._rate, self._layout = path, samples, rate, layout
+    def __init__(self, path: Path, container: str, samples: np.ndarray, rate: int, layout: str):
+        self.path, self._container, self._samples, self._rate, self._layout = path, container, samples, rate, layout
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._encode, name="lipsync-sound", daemon=True)
@@ -394,7 +398,7 @@ class SoundEncoder:
         import av
 
         try:
-            with av.open(str(self.path), mode="w", format="mp4") as container:
+            with av.open(str(self.path), mode="w", format=self._container) as container:
                 stream = container.add_stream("aac", rate=self._rate, layout=self._layout)
                 stream.bit_rate = 192_000 * max(1, self._samples.shape[1] // 2)
                 block = 1024 * 16
