@@ -8,8 +8,6 @@ on landmarks tracked and smoothed by the core.
 """
 from __future__ import annotations
 
-import queue
-import threading
 from functools import partial
 from typing import Iterable, Iterator
 
@@ -26,6 +24,7 @@ from lipsync.compose.blend import paste
 from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
+from lipsync.threads import ahead
 
 # How fast the mouth's colours follow a video (per reading, one every LOOK_EVERY frames): steady
 # against landmark noise, and light changes slowly.
@@ -135,47 +134,6 @@ class VisemeGenerator(Generator):
         if bank is not None and not bank and job.reporter is not None:
             job.reporter.warn("the video never shows its mouth open, large and frontal enough to borrow its own "
                               "teeth from: the inside of the mouth is drawn")
-
-
-def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """``items`` produced in a worker thread, one item ahead of the consumer; errors re-raised
-    here; the worker stops when the consumer does."""
-    slots: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except BaseException as err:  # handed to the consumer
-            slots.put((done, err))
-
-    worker = threading.Thread(target=produce, name="viseme-render", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = slots.get()
-            if item is done:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
 
 
 def _mesh(face: Face | None, still: bool) -> np.ndarray | None:
