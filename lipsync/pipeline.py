@@ -32,6 +32,7 @@ from lipsync.media.writer import AAC_LAYOUTS, VideoWriter, check_destination
 from lipsync.progress import Reporter
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 from lipsync.registry import build
+from lipsync.threads import ahead
 from lipsync.weights.store import missing_error, sha256sum
 
 
@@ -277,25 +278,34 @@ class Pipeline:
     ) -> Iterator[Chunk]:
         size = self._chunk_frames(still.shape if still is not None else
                                   (source.info.height, source.info.width, 3) if source is not None else None)
-        tracker = self._tracker() if source is not None and self.detector is not None else None
-        longer = self.cfg.length.audio_longer.value
+        if source is not None:
+            # The next chunk is decoded and its faces found while the backend works on this one.
+            yield from ahead(self._video_chunks(job, source, size, counter, reporter), "decode-faces")
+            return
         for start in range(0, job.num_frames, size):
             count = min(size, job.num_frames - start)
-            if source is not None:
-                shown = source_indices(len(source), start, start + count, longer)
-                with reporter.timed("decode"):
-                    frames = source.read(shown)
-                faces: list[Face | None] = []
-                if tracker is not None:
-                    with reporter.timed("faces"):
-                        faces = tracker.update(self.detector.detect_batch(frames))
-                    counter.add(faces)
-                yield Chunk(start, count, frames, faces, shown)
-            elif still is not None:
+            if still is not None:
                 frames = np.broadcast_to(still, (count,) + still.shape)
                 yield Chunk(start, count, frames, [still_face] * count, np.zeros(count, np.int64))
             else:
                 yield Chunk(start, count)
+
+    def _video_chunks(
+        self, job: Job, source: VideoSource, size: int, counter: "_FaceCounter", reporter: Reporter
+    ) -> Iterator[Chunk]:
+        tracker = self._tracker() if self.detector is not None else None
+        longer = self.cfg.length.audio_longer.value
+        for start in range(0, job.num_frames, size):
+            count = min(size, job.num_frames - start)
+            shown = source_indices(len(source), start, start + count, longer)
+            with reporter.timed("decode"):
+                frames = source.read(shown)
+            faces: list[Face | None] = []
+            if tracker is not None:
+                with reporter.timed("faces"):
+                    faces = tracker.update(self.detector.detect_batch(frames))
+                counter.add(faces)
+            yield Chunk(start, count, frames, faces, shown)
 
     def _resume_key(self, audio, image, video, text) -> str:
         """A hash of what the output is made from: the inputs' bytes and the config (less the

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator
+from typing import Iterator, TypeVar
 
-import numpy as np
+Item = TypeVar("Item")
 
 
-def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """``items`` produced in a worker thread, one item ahead of the consumer; errors re-raised
-    here; the worker stops when the consumer does."""
+def ahead(items: Iterator[Item], name: str) -> Iterator[Item]:
+    """``items`` produced in a worker thread (called ``name``), one item ahead of the consumer;
+    errors re-raised here; the worker stops when the consumer does."""
     slots: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     done = object()
@@ -31,7 +31,7 @@ def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         except BaseException as err:  # handed to the consumer
             slots.put((done, err))
 
-    worker = threading.Thread(target=produce, name="viseme-render", daemon=True)
+    worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while True:

@@ -202,6 +202,18 @@ def test_batches_refit_faces_between_full_searches(detector):
     assert [len(f) for f in batched] == [1, 1, 0, 1, 1, 1]
 
 
+def test_a_face_that_comes_into_view_is_found_at_the_next_search_and_the_followed_one_kept(detector):
+    frames = np.stack([canvas(360, 640, [(40 + 4 * k, 60, 200)] + ([(400, 100, 150)] if k >= 2 else [])) for k in range(6)])
+    batched = construct(MediaPipeDetectorConfig, redetect_every=3).detect_batch(frames)
+    # Refitted in place until the search at frame 3 finds the newcomer; then both are followed.
+    assert [len(faces) for faces in batched] == [1, 1, 1, 2, 2, 2]
+    for got, frame in zip(batched, frames):
+        want = sorted(detector.detect(frame), key=lambda f: f.box[0])
+        assert got[0].box[0] < 300  # the followed face stays first
+        for mine, theirs in zip(sorted(got, key=lambda f: f.box[0]), want):
+            assert np.abs(mine.landmarks[:, :2] - theirs.landmarks[:, :2]).mean() < 1.5
+
+
 # -- large portraits (1000 px and more): the tiled pass must not add false faces ---------------
 
 

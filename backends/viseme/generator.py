@@ -76,7 +76,7 @@ class VisemeGenerator(Generator):
         curves = self.curves(job)
         frames = self._still(job, chunks, curves) if job.source == "image" else self._video(job, chunks, curves)
         # Render the next chunk while the core encodes this one (the encoder releases the GIL).
-        yield from ahead(frames)
+        yield from ahead(frames, "viseme-render")
 
     # -- a still portrait ------------------------------------------------------------------------
 

