@@ -27,6 +27,10 @@ CROP_SCALE = 1.7
 TILE_ABOVE = 960
 # Two boxes overlapping this much (IoU) are one face.
 SAME_FACE_IOU = 0.4
+_LIPS = sorted(set(lm.LIPS_OUTER + lm.LIPS_INNER))
+# A frame between two fitted ones whose face differs from their blend by more than this (mean
+# absolute difference, 0-255) is fitted itself: a cut, or something passing in front.
+SAME_LOOK = 10.0
 
 
 class MediaPipeFaceDetector(FaceDetector):
@@ -37,8 +41,10 @@ class MediaPipeFaceDetector(FaceDetector):
 
     name = "mediapipe"
 
-    def __init__(self, *, max_faces: int, min_confidence: float, redetect_every: int):
+    def __init__(self, *, max_faces: int, min_confidence: float, redetect_every: int, mesh_every: int, lip_motion: float):
         self.redetect_every = int(redetect_every)
+        self.mesh_every = int(mesh_every)
+        self.lip_motion = float(lip_motion)
         self.max_faces = int(max_faces)
         self.min_confidence = float(min_confidence)
         self._detector = None
@@ -76,21 +82,37 @@ class MediaPipeFaceDetector(FaceDetector):
     def detect_batch(self, frames: np.ndarray) -> list[list[Face]]:
         """Faces of consecutive frames. The first frame gets the full search (detector, tiles,
         a mesh on each box); after it each face's mesh is refitted where it was in the previous
-        frame, and every ``redetect_every``-th frame the detector looks for faces that have
-        come into view. A face lost in a refit, or a frame after one without faces, gets the full
-        search again."""
-        out: list[list[Face]] = []
-        previous: list[Face] = []
-        for k, frame in enumerate(frames):
-            image = _rgb(frame)
-            faces = self._follow(image, previous) if previous else None
-            if faces is not None and k % self.redetect_every == 0:
-                faces = self._newcomers(image, faces)
-            if faces is None:
-                faces = self.detect(image)
-            out.append(faces)
-            previous = faces
+        fitted frame, and every ``redetect_every``-th frame the detector looks for faces that
+        have come into view. A face lost in a refit, or a frame after one without faces, gets the
+        full search again.
+
+        The mesh is fitted on every ``mesh_every``-th frame (and the last); the frames between
+        take the landmarks interpolated from their two neighbours when the same faces are in
+        both and their lips moved less than ``lip_motion`` mouth widths (beyond the whole face's
+        move), else they are fitted too. A still or slowly moving mouth costs one fit in
+        ``mesh_every``; a talking one is fitted wherever it moves."""
+        images = [_rgb(frame) for frame in frames]
+        out: list[list[Face]] = [[] for _ in images]
+        fitted = sorted({*range(0, len(images), self.mesh_every), len(images) - 1} if images else set())
+        last = None
+        for k in fitted:
+            search = last is None or any(j % self.redetect_every == 0 for j in range(last + 1, k + 1))
+            out[k] = self._fit_frame(images[k], out[last] if last is not None else [], search)
+            if last is not None and k - last > 1:
+                between = _interpolated(images[last: k + 1], out[last], out[k], self.lip_motion)
+                if between is None:
+                    for j in range(last + 1, k):
+                        out[j] = self._fit_frame(images[j], out[j - 1], search=False)
+                else:
+                    out[last + 1: k] = between
+            last = k
         return out
+
+    def _fit_frame(self, image: np.ndarray, previous: list[Face], search: bool) -> list[Face]:
+        faces = self._follow(image, previous) if previous else None
+        if faces is not None and search:
+            faces = self._newcomers(image, faces)
+        return faces if faces is not None else self.detect(image)
 
     def _follow(self, image: np.ndarray, previous: list[Face]) -> list[Face] | None:
         """The previous frame's faces refitted in this frame, or None if any of them is lost.
@@ -198,6 +220,48 @@ class MediaPipeFaceDetector(FaceDetector):
                             landmarks=points, scheme=lm.SCHEME)
         kps = _kps_from_detector(kps6) if kps6 is not None else np.zeros((5, 2), np.float32)
         return Face(box=box, score=score, kps=kps, landmarks=None, scheme="")
+
+
+def _interpolated(images: list[np.ndarray], before: list[Face], after: list[Face], lip_motion: float) -> list[list[Face]] | None:
+    """The faces of the frames between the first and the last of ``images`` (both fitted,
+    ``before`` and ``after``), landmarks interpolated linearly; None unless each face has a mesh
+    in both, is the same face in both, its lips moved less than ``lip_motion`` mouth widths beyond
+    the whole face's move, and each frame between looks like the blend of the two there (no cut,
+    nothing passing in front)."""
+    if len(before) != len(after) or any(f.landmarks is None for f in before + after):
+        return None
+    for a, b in zip(before, after):
+        if box_iou(a.box, b.box) < SAME_FACE_IOU:
+            return None
+        move = b.landmarks[:, :2] - a.landmarks[:, :2]
+        lips = move[_LIPS] - move.mean(axis=0)
+        width = np.linalg.norm(a.landmarks[lm.MOUTH_CORNERS[1], :2] - a.landmarks[lm.MOUTH_CORNERS[0], :2])
+        if np.sqrt((lips**2).sum(axis=1)).max() > lip_motion * max(float(width), 1.0):
+            return None
+    steps = len(images) - 1
+    frames = []
+    for step in range(1, steps):
+        t = step / steps
+        faces = []
+        for a, b in zip(before, after):
+            points = ((1 - t) * a.landmarks + t * b.landmarks).astype(np.float32)
+            box = ((1 - t) * a.box + t * b.box).astype(np.float32)
+            seen = [_thumbnail(images[i], box) for i in (0, step, steps)]
+            if np.abs(seen[1] - ((1 - t) * seen[0] + t * seen[2])).mean() > SAME_LOOK:
+                return None
+            faces.append(Face(box=box, score=a.score, kps=lm.to_5(points).astype(np.float32), landmarks=points, scheme=lm.SCHEME))
+        frames.append(faces)
+    return frames
+
+
+def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The box's pixels at 24 x 24, float."""
+    import cv2
+
+    x0, y0, x1, y1 = np.round(box).astype(int)
+    size = max(8, x1 - x0, y1 - y0)
+    crop = _padded_crop(image, x0, y0, size)
+    return cv2.resize(crop, (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def _kps_from_detector(kps6: np.ndarray) -> np.ndarray:
