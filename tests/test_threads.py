@@ -19,8 +19,13 @@ def test_items_come_in_order_from_another_thread_one_ahead():
             yield k
 
     stream = ahead(items(), "producer")
+    for _ in range(100):  # the worker starts at once, before the first item is asked for
+        if made:
+            break
+        threading.Event().wait(0.01)
+    assert 1 <= len(made) <= 2
     assert next(stream) == 0
-    for _ in range(100):  # the worker makes the next item (and one queued) while we hold this one
+    for _ in range(100):  # it makes the next item (and one queued) while we hold this one
         if len(made) >= 2:
             break
         threading.Event().wait(0.01)
@@ -53,3 +58,22 @@ def test_the_worker_stops_when_the_consumer_does():
     stream.close()
     assert not any(t.name == "producer-stops" for t in threading.enumerate())
     assert len(made) <= 3
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_a_worker_never_consumed_stops_when_closed_or_dropped(how):
+    def items():
+        yield from range(1000)
+
+    stream = ahead(items(), f"producer-{how}")
+    if how == "close":
+        stream.close()
+    else:
+        del stream
+    for _ in range(100):
+        if not any(t.name == f"producer-{how}" for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.01)
+    assert not any(t.name == f"producer-{how}" for t in threading.enumerate())
