@@ -30,6 +30,9 @@ from lipsync.threads import ahead
 # against landmark noise, and light changes slowly.
 LOOK_FOLLOW = 0.3
 LOOK_EVERY = 4
+# A video's frames go to the encoder this many at a time, not a chunk at a time: it starts sooner
+# and has less left to do after the last frame is drawn.
+HAND_OVER = 5
 
 
 class VisemeGenerator(Generator):
@@ -114,23 +117,25 @@ class VisemeGenerator(Generator):
         bank = MouthBank() if self.own_mouth else None
         for chunk in chunks:
             out = np.array(chunk.frames, dtype=np.uint8, copy=True)
+            handed = 0
             for k, face in enumerate(chunk.faces):
-                points = _mesh(face, still=False)
-                if points is None:
-                    continue  # no face here: the frame passes through (the core counts it)
-                i = chunk.start + k
-                frame = chunk.frames[k]
-                if bank is not None:
-                    bank.add(frame, points)
-                if look is None or i % LOOK_EVERY == 0:
-                    seen = MouthLook.of(frame, points)
-                    look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
-                rig = MouthRig(points, like=rig)
-                # The warp reads the frame before it writes it, so the frame can be its own source.
-                source = closed_mouth_source(out[k], points, copy=False)
-                self.mouth.render(source, out[k], rig, look,
-                                  curves.open[i], curves.width[i], curves.round[i], bank)
-            yield out
+                points = _mesh(face, still=False)  # None: no face here, the frame passes through (the core counts it)
+                if points is not None:
+                    i = chunk.start + k
+                    frame = chunk.frames[k]
+                    if bank is not None:
+                        bank.add(frame, points)
+                    if look is None or i % LOOK_EVERY == 0:
+                        seen = MouthLook.of(frame, points)
+                        look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
+                    rig = MouthRig(points, like=rig)
+                    # The warp reads the frame before it writes it, so the frame can be its own source.
+                    source = closed_mouth_source(out[k], points, copy=False)
+                    self.mouth.render(source, out[k], rig, look,
+                                      curves.open[i], curves.width[i], curves.round[i], bank)
+                if k + 1 - handed == HAND_OVER or k + 1 == len(out):
+                    yield out[handed: k + 1]
+                    handed = k + 1
         if bank is not None and not bank and job.reporter is not None:
             job.reporter.warn("the video never shows its mouth open, large and frontal enough to borrow its own "
                               "teeth from: the inside of the mouth is drawn")
