@@ -115,7 +115,7 @@ class MediaPipeFaceDetector(FaceDetector):
         return faces if faces is not None else self.detect(image)
 
     def _follow(self, image: np.ndarray, previous: list[Face]) -> list[Face] | None:
-        """The previous frame's faces refitted in this frame, or None if any of them is lost.
+        """An earlier frame's faces (``previous``) refitted in this one, or None if any of them is lost.
 
         Each face has a mesh graph of its own in mediapipe's tracking mode: it places the mesh
         where its last one was instead of running its own face detector first, which saves 40% of
