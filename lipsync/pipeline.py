@@ -32,6 +32,7 @@ from lipsync.media.writer import AAC_LAYOUTS, VideoWriter, check_destination
 from lipsync.progress import Reporter
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
 from lipsync.registry import build
+from lipsync.threads import ahead
 from lipsync.weights.store import missing_error, sha256sum
 
 
@@ -147,6 +148,7 @@ class Pipeline:
         check_destination(output, (audio, image, video))
         self.check_weights()
         req = self.requirements
+        chunks = None
         try:
             with reporter.stage("reading audio"), reporter.timed("read audio"):
                 sound, rate = decode_audio(audio)
@@ -173,6 +175,8 @@ class Pipeline:
             with reporter.stage("loading models"), reporter.timed("load"):
                 self.load()
             backend_frames = math.ceil((timeline.num_frames - 1) / self.factor) + 1
+            counter = _FaceCounter()
+            chunks = self._chunks(backend_frames, still, still_face, source, counter, reporter)
             features = None
             if self.encoder is not None:
                 with reporter.stage(f"audio features ({self.cfg.audio_encoder.name})"), reporter.timed("audio features"):
@@ -192,11 +196,11 @@ class Pipeline:
                 device=self.device,
                 reporter=reporter,
             )
-            counter = _FaceCounter()
-            chunks = self._chunks(job, still, still_face, source, counter, reporter)
             key = self._resume_key(audio, image, video, text) if source_kind in req.resumable else None
             written = self._write(job, chunks, timeline.num_frames, (sound, rate, layout), Path(output), key, reporter)
         finally:
+            if chunks is not None:
+                chunks.close()
             reporter.close()
         result = Result(
             output=Path(output),
@@ -273,29 +277,42 @@ class Pipeline:
         return FaceTracker(**params)
 
     def _chunks(
-        self, job: Job, still, still_face, source: VideoSource | None, counter: "_FaceCounter", reporter: Reporter
+        self, num_frames: int, still, still_face, source: VideoSource | None, counter: "_FaceCounter", reporter: Reporter
     ) -> Iterator[Chunk]:
+        """The backend's chunks. A video's are decoded and their faces found in a thread of their
+        own that starts at once (while the audio is analysed) and keeps a chunk ahead of the backend."""
         size = self._chunk_frames(still.shape if still is not None else
                                   (source.info.height, source.info.width, 3) if source is not None else None)
-        tracker = self._tracker() if source is not None and self.detector is not None else None
-        longer = self.cfg.length.audio_longer.value
-        for start in range(0, job.num_frames, size):
-            count = min(size, job.num_frames - start)
-            if source is not None:
-                shown = source_indices(len(source), start, start + count, longer)
-                with reporter.timed("decode"):
-                    frames = source.read(shown)
-                faces: list[Face | None] = []
-                if tracker is not None:
-                    with reporter.timed("faces"):
-                        faces = tracker.update(self.detector.detect_batch(frames))
-                    counter.add(faces)
-                yield Chunk(start, count, frames, faces, shown)
-            elif still is not None:
+        if source is not None:
+            return ahead(self._video_chunks(num_frames, source, size, counter, reporter), "decode-faces")
+        return self._still_chunks(num_frames, size, still, still_face)
+
+    @staticmethod
+    def _still_chunks(num_frames: int, size: int, still, still_face) -> Iterator[Chunk]:
+        for start in range(0, num_frames, size):
+            count = min(size, num_frames - start)
+            if still is not None:
                 frames = np.broadcast_to(still, (count,) + still.shape)
                 yield Chunk(start, count, frames, [still_face] * count, np.zeros(count, np.int64))
             else:
                 yield Chunk(start, count)
+
+    def _video_chunks(
+        self, num_frames: int, source: VideoSource, size: int, counter: "_FaceCounter", reporter: Reporter
+    ) -> Iterator[Chunk]:
+        tracker = self._tracker() if self.detector is not None else None
+        longer = self.cfg.length.audio_longer.value
+        for start in range(0, num_frames, size):
+            count = min(size, num_frames - start)
+            shown = source_indices(len(source), start, start + count, longer)
+            with reporter.timed("decode"):
+                frames = source.read(shown)
+            faces: list[Face | None] = []
+            if tracker is not None:
+                with reporter.timed("faces"):
+                    faces = tracker.update(self.detector.detect_batch(frames))
+                counter.add(faces)
+            yield Chunk(start, count, frames, faces, shown)
 
     def _resume_key(self, audio, image, video, text) -> str:
         """A hash of what the output is made from: the inputs' bytes and the config (less the

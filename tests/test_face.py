@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -200,6 +202,53 @@ def test_batches_refit_faces_between_full_searches(detector):
     frames[2] = 120
     batched = construct(MediaPipeDetectorConfig, redetect_every=3).detect_batch(frames)
     assert [len(f) for f in batched] == [1, 1, 0, 1, 1, 1]
+
+
+def test_a_face_that_comes_into_view_is_found_at_the_next_search_and_the_followed_one_kept(detector):
+    frames = np.stack([canvas(360, 640, [(40 + 4 * k, 60, 200)] + ([(400, 100, 150)] if k >= 2 else [])) for k in range(6)])
+    batched = construct(MediaPipeDetectorConfig, redetect_every=3).detect_batch(frames)
+    # Refitted in place until the search at frame 3 finds the newcomer; then both are followed.
+    assert [len(faces) for faces in batched] == [1, 1, 1, 2, 2, 2]
+    for got, frame in zip(batched, frames):
+        want = sorted(detector.detect(frame), key=lambda f: f.box[0])
+        assert got[0].box[0] < 300  # the followed face stays first
+        for mine, theirs in zip(sorted(got, key=lambda f: f.box[0]), want):
+            assert np.abs(mine.landmarks[:, :2] - theirs.landmarks[:, :2]).mean() < 1.5
+
+
+def test_a_still_or_slow_face_is_fitted_every_mesh_every_frames_and_interpolated_between(detector, astronaut):
+    frames = np.stack([np.roll(astronaut, k, axis=1) for k in range(7)])  # a slow, steady drift
+    batched = construct(MediaPipeDetectorConfig, mesh_every=3)
+    fits = []
+    fit = batched._fit_mesh
+    batched._fit_mesh = lambda *args: fits.append(1) or fit(*args)
+    faces = batched.detect_batch(frames)
+    assert len(fits) == 3  # frames 0, 3 and 6
+    for k, got in enumerate(faces):
+        want = detector.detect(frames[k])[0].landmarks[:, :2]
+        assert np.abs(got[0].landmarks[:, :2] - want).mean() < 1.0
+        assert np.allclose(got[0].kps, lm.to_5(got[0].landmarks))
+
+
+def test_frames_between_are_fitted_where_the_lips_move_or_the_picture_changes(detector, astronaut):
+    from lipsync.face.mediapipe import _interpolated
+
+    face = detector.detect(astronaut)[0]
+    images = [astronaut] * 3
+    moved = replace(face, landmarks=face.landmarks + np.float32([4, 2, 0]), box=face.box + np.float32([4, 2, 4, 2]))
+    between = _interpolated(images, [face], [moved], lip_motion=0.05)
+    assert np.allclose(between[0][0].landmarks, face.landmarks + np.float32([2, 1, 0]), atol=1e-4)
+    assert np.allclose(between[0][0].box, face.box + np.float32([2, 1, 2, 1]))
+    # The lower lip drops by a tenth of the mouth's width: fit, do not guess.
+    opened = face.landmarks.copy()
+    opened[list(lm.LIPS_INNER_LOWER[1:-1])] += np.float32([0, 0.1 * 60, 0])
+    assert _interpolated(images, [face], [replace(face, landmarks=opened)], lip_motion=0.05) is None
+    # Same landmarks either side, but the frame between shows something else.
+    assert _interpolated([astronaut, astronaut[::-1].copy(), astronaut], [face], [face], lip_motion=0.05) is None
+    # A face lost or another face: fit.
+    assert _interpolated(images, [face], [], lip_motion=0.05) is None
+    far = replace(face, box=face.box + np.float32([200, 0, 200, 0]))
+    assert _interpolated(images, [face], [far], lip_motion=0.05) is None
 
 
 # -- large portraits (1000 px and more): the tiled pass must not add false faces ---------------

@@ -8,8 +8,6 @@ on landmarks tracked and smoothed by the core.
 """
 from __future__ import annotations
 
-import queue
-import threading
 from functools import partial
 from typing import Iterable, Iterator
 
@@ -26,11 +24,15 @@ from lipsync.compose.blend import paste
 from lipsync.errors import ConfigError, InputError
 from lipsync.face import landmarks as lm
 from lipsync.protocol import Chunk, Face, Generator, Job, Requirements
+from lipsync.threads import ahead
 
 # How fast the mouth's colours follow a video (per reading, one every LOOK_EVERY frames): steady
 # against landmark noise, and light changes slowly.
 LOOK_FOLLOW = 0.3
 LOOK_EVERY = 4
+# A video's frames go to the encoder this many at a time, not a chunk at a time: it starts sooner
+# and has less left to do after the last frame is drawn.
+HAND_OVER = 5
 
 
 class VisemeGenerator(Generator):
@@ -77,7 +79,7 @@ class VisemeGenerator(Generator):
         curves = self.curves(job)
         frames = self._still(job, chunks, curves) if job.source == "image" else self._video(job, chunks, curves)
         # Render the next chunk while the core encodes this one (the encoder releases the GIL).
-        yield from ahead(frames)
+        yield from ahead(frames, "viseme-render")
 
     # -- a still portrait ------------------------------------------------------------------------
 
@@ -115,67 +117,28 @@ class VisemeGenerator(Generator):
         bank = MouthBank() if self.own_mouth else None
         for chunk in chunks:
             out = np.array(chunk.frames, dtype=np.uint8, copy=True)
+            handed = 0
             for k, face in enumerate(chunk.faces):
-                points = _mesh(face, still=False)
-                if points is None:
-                    continue  # no face here: the frame passes through (the core counts it)
-                i = chunk.start + k
-                frame = chunk.frames[k]
-                if bank is not None:
-                    bank.add(frame, points)
-                if look is None or i % LOOK_EVERY == 0:
-                    seen = MouthLook.of(frame, points)
-                    look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
-                rig = MouthRig(points, like=rig)
-                # The warp reads the frame before it writes it, so the frame can be its own source.
-                source = closed_mouth_source(out[k], points, copy=False)
-                self.mouth.render(source, out[k], rig, look,
-                                  curves.open[i], curves.width[i], curves.round[i], bank)
-            yield out
+                points = _mesh(face, still=False)  # None: no face here, the frame passes through (the core counts it)
+                if points is not None:
+                    i = chunk.start + k
+                    frame = chunk.frames[k]
+                    if bank is not None:
+                        bank.add(frame, points)
+                    if look is None or i % LOOK_EVERY == 0:
+                        seen = MouthLook.of(frame, points)
+                        look = seen if look is None else look.toward(seen, LOOK_FOLLOW)
+                    rig = MouthRig(points, like=rig)
+                    # The warp reads the frame before it writes it, so the frame can be its own source.
+                    source = closed_mouth_source(out[k], points, copy=False)
+                    self.mouth.render(source, out[k], rig, look,
+                                      curves.open[i], curves.width[i], curves.round[i], bank)
+                if k + 1 - handed == HAND_OVER or k + 1 == len(out):
+                    yield out[handed: k + 1]
+                    handed = k + 1
         if bank is not None and not bank and job.reporter is not None:
             job.reporter.warn("the video never shows its mouth open, large and frontal enough to borrow its own "
                               "teeth from: the inside of the mouth is drawn")
-
-
-def ahead(items: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """``items`` produced in a worker thread, one item ahead of the consumer; errors re-raised
-    here; the worker stops when the consumer does."""
-    slots: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except BaseException as err:  # handed to the consumer
-            slots.put((done, err))
-
-    worker = threading.Thread(target=produce, name="viseme-render", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = slots.get()
-            if item is done:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
 
 
 def _mesh(face: Face | None, still: bool) -> np.ndarray | None:

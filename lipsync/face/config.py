@@ -11,7 +11,9 @@ class MediaPipeDetectorConfig(FaceDetectorConfig):
     name: str = "mediapipe"
     max_faces: int = within(4, 1, 32)  # faces looked for per frame (the tracker then picks one: see face.select)
     min_confidence: float = within(0.5, 0, 1, open_interval=True)  # detection score below which a face is ignored
-    redetect_every: int = within(5, 1, 100)  # full face search every N frames of a chunk; refit in place between
+    mesh_every: int = within(3, 1, 8)  # video: fit the mesh on every N-th frame; between, interpolate where the lips stay still
+    lip_motion: float = within(0.05, 0.0, 1.0)  # lip move (mouth widths, beyond the face's) up to which frames between are interpolated
+    redetect_every: int = within(25, 1, 100)  # video: look for faces come into view every N frames of a chunk (the followed ones are refitted every frame)
 
 
 @dataclass

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from lipsync.registry import construct
 
     device = resolve_device(args.device)
-    detector = construct(MediaPipeDetectorConfig, max_faces=4)
+    detector = construct(MediaPipeDetectorConfig, max_faces=4, mesh_every=1)  # a measurement: every frame fitted
     pairs = len(args.reference) == len(args.videos)
     quality_note = None if pairs or not args.reference else (
         f"picture quality skipped: it needs one reference per video ({len(args.videos)} videos, {len(args.reference)} references)"

@@ -104,4 +104,4 @@ def default_detector():
     from lipsync.face.config import MediaPipeDetectorConfig
     from lipsync.registry import construct
 
-    return construct(MediaPipeDetectorConfig)
+    return construct(MediaPipeDetectorConfig, mesh_every=1)  # a measurement: every frame fitted

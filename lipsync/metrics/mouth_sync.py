@@ -78,7 +78,7 @@ def mouth_track(path: str | Path, detector=None, stage=None) -> tuple[np.ndarray
         from lipsync.face.config import MediaPipeDetectorConfig
         from lipsync.registry import construct
 
-        detector = construct(MediaPipeDetectorConfig, max_faces=1)
+        detector = construct(MediaPipeDetectorConfig, max_faces=1, mesh_every=1)  # a measurement: every frame fitted
     if stage is not None:
         stage.set_total(len(source))
     opening = np.full(len(source), np.nan)

@@ -53,7 +53,7 @@ class JobMetrics(Callback):
             from lipsync.face.config import MediaPipeDetectorConfig
             from lipsync.registry import construct
 
-            self._face_detector = construct(MediaPipeDetectorConfig, max_faces=1)
+            self._face_detector = construct(MediaPipeDetectorConfig, max_faces=1, mesh_every=1)  # a measurement: every frame fitted
         return self._face_detector
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
