@@ -14,7 +14,9 @@ on float32 numpy arrays, so the generator does not care which one it drives.
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
 seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
-remember the choice per CPU, thread count and network (``<cache>/probe/*.json``).
+remember the choice per CPU, thread count and network (``<cache>/probe/*.json``). With more than one
+thread OpenVINO is timed in both layouts (one request on all threads; one single-thread request per
+thread, frames in parallel), and an asked-for ``runtime=openvino`` takes the faster of the two.
 """
 from __future__ import annotations
 
@@ -75,11 +77,11 @@ def _listed(paths: list[tuple[str, str]]) -> str:
 def check_runtime(runtime: str, precision: str, device: str, cpu: CpuInfo | None = None) -> list[str]:
     """Refuse a path this machine cannot run (one line naming what it can); return warnings."""
     cpu = cpu or cpu_info()
+    here = supported(device, cpu)
     if runtime != "auto" and runtime not in RUNTIMES:
-        raise ConfigError(f"backend.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise ConfigError(f"backend.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}; this machine runs: {_listed(here)}")
     if runtime != "auto" and precision != "auto" and precision not in RUNTIMES[runtime]:
         raise ConfigError(f"backend.precision={precision} is not available with runtime={runtime} (use {' or '.join(RUNTIMES[runtime])})")
-    here = supported(device, cpu)
     if runtime != "auto" and not _importable(runtime):
         raise ConfigError(f"backend.runtime={runtime} is not installed here; this machine runs: {_listed(here)}")
     if precision == "fp16" and not device.startswith("cuda"):
@@ -93,10 +95,10 @@ def check_runtime(runtime: str, precision: str, device: str, cpu: CpuInfo | None
         raise ConfigError(f"backend.runtime=openvino runs on the CPU only; with device={device} use one of: {_listed(supported(device, cpu))}")
     if precision == "int8" and device.startswith("cuda") and runtime != "openvino":
         raise ConfigError(f"backend.precision=int8 runs on the CPU only; with device={device} use one of: {_listed(here)}")
-    if precision == "int8" and runtime == "onnx" and not cpu.vnni:
+    if precision == "int8" and not device.startswith("cuda") and not cpu.vnni:
         return [
-            f"ONNX Runtime int8 without VNNI ({cpu.model}) is hardly faster than fp32; "
-            "runtime=openvino or runtime=auto picks the fastest path here"
+            f"int8 without VNNI ({cpu.model}) runs on 16-bit multiply-adds: little faster than fp32 and further from its "
+            f"picture; precision=auto picks the fastest path within {MIN_PSNR:.0f} dB"
         ]
     return []
 
@@ -289,7 +291,7 @@ class _Files:
         return path
 
 
-def _make(files: _Files, runtime: str, precision: str, device: str, threads: int, calibration: Calibration | None):
+def _make(files: _Files, runtime: str, precision: str, device: str, threads: int, calibration: Calibration | None, streams: int = 1):
     if runtime == "torch":
         return TorchUNet(files.net, device, precision)
     path = files.int8(runtime, calibration) if precision == "int8" else files.fp32()
@@ -297,7 +299,7 @@ def _make(files: _Files, runtime: str, precision: str, device: str, threads: int
         runner = onnx.OnnxModel(path, device, threads=threads)
         shape = runner.session.get_inputs()[runner.input_names.index("audio")].shape
     else:
-        runner = OpenVinoUNet(path, threads)
+        runner = OpenVinoUNet(path, threads, streams)
         shape = list(runner.compiled.input("audio").get_partial_shape())
     check_audio_input(path, shape, files.net.mode)
     return runner
@@ -325,8 +327,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def _streams(runtime: str, threads: int) -> list[int]:
+    """The layouts a runtime is timed in: OpenVINO also as parallel single-thread requests."""
+    return [1, threads] if runtime == "openvino" and threads > 1 else [1]
+
+
+def path_name(runtime: str, precision: str, streams: int = 1) -> str:
+    return f"{runtime} {precision}" + (f", {streams} streams" if streams > 1 else "")
+
+
 def _probe(files, candidates, device, threads, calibration, batch_size, repeats: int = 3) -> dict:
-    """Frames/s and PSNR against torch fp32 of each candidate path, timed in interleaved rounds."""
+    """Frames/s and PSNR against torch fp32 of each candidate ``(runtime, precision, streams)``,
+    timed in interleaved rounds."""
     batches = list(calibration()) if calibration is not None else []
     if batches:
         image = np.concatenate([b[0] for b in batches])[:batch_size]
@@ -338,16 +350,17 @@ def _probe(files, candidates, device, threads, calibration, batch_size, repeats:
         audio = np.random.default_rng(1).random((batch_size,) + AUDIO_MODES[files.net.mode].unet_input, dtype=np.float32)
     reference = TorchUNet(files.net, "cpu", "fp32")(image, audio) if batches else None
     runners, quality = {}, {}
-    for runtime, precision in candidates:
-        runner = _make(files, runtime, precision, device, threads, calibration)
+    for runtime, precision, streams in candidates:
+        name = path_name(runtime, precision, streams)
+        runner = _make(files, runtime, precision, device, threads, calibration, streams)
         out = runner(image, audio)  # warm-up (and the quality check)
         if precision == "fp32":
-            quality[f"{runtime} {precision}"] = None
+            quality[name] = None
         elif reference is not None:
-            quality[f"{runtime} {precision}"] = psnr(out, reference)
+            quality[name] = psnr(out, reference)
         else:
             continue
-        runners[f"{runtime} {precision}"] = runner
+        runners[name] = runner
     best = {name: float("inf") for name in runners}
     for _ in range(repeats):
         for name, runner in runners.items():
@@ -357,31 +370,34 @@ def _probe(files, candidates, device, threads, calibration, batch_size, repeats:
     return {name: {"fps": len(image) / best[name], "psnr": quality[name]} for name in runners}
 
 
-def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, dict]:
-    """The fastest path for ``runtime``/``precision`` (either may be ``auto``) on this machine."""
+def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, int, dict]:
+    """The fastest path ``(runtime, precision, streams, probe results)`` for ``runtime``/``precision``
+    (either may be ``auto``) on this machine."""
     if device.startswith("cuda"):  # no probe on a GPU: PyTorch half precision is the fast path there
         picked = runtime if runtime != "auto" else "torch"
-        return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), {}
-    candidates = [(r, p) for r, p in supported(device) if runtime in ("auto", r) and precision in ("auto", p)]
-    if not candidates:
+        return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), 1, {}
+    paths = [(r, p) for r, p in supported(device) if runtime in ("auto", r) and precision in ("auto", p)]
+    if not paths:
         raise ConfigError(f"backend.runtime={runtime} precision={precision} cannot run here; this machine runs: {_listed(supported(device))}")
-    if runtime == "auto" and any(r != "torch" for r, _ in candidates):
-        candidates = [c for c in candidates if c[0] != "torch"]  # eager PyTorch is 5x slower than either runtime
+    if runtime == "auto" and any(r != "torch" for r, _ in paths):
+        paths = [c for c in paths if c[0] != "torch"]  # eager PyTorch is 5x slower than either runtime
+    candidates = {path_name(r, p, s): (r, p, s) for r, p in paths for s in _streams(r, threads)}
     if len(candidates) == 1:
-        return candidates[0][0], candidates[0][1], {}
-    record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}.json"
+        return (*next(iter(candidates.values())), {})
+    # named by what it timed: another set of candidates is another question
+    timed = hashlib.sha256("|".join(candidates).encode()).hexdigest()[:6]
+    record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}-{timed}.json"
     with exclusive(record):  # a parallel job waits for this probe and reads its record
         if record.is_file():
             results = json.loads(record.read_text())
         else:
-            results = _probe(files, candidates, device, threads, calibration, batch_size)
+            results = _probe(files, list(candidates.values()), device, threads, calibration, batch_size)
             with replacing(record) as temp:
                 temp.write_text(json.dumps(results, indent=1))
     # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
     eligible = {n: r for n, r in results.items() if precision != "auto" or r["psnr"] is None or r["psnr"] >= MIN_PSNR}
     name = max(eligible, key=lambda n: eligible[n]["fps"])
-    picked_runtime, picked_precision = name.split()
-    return picked_runtime, picked_precision, results
+    return (*candidates[name], results)
 
 
 def build_runner(
@@ -396,6 +412,5 @@ def build_runner(
     notes = check_runtime(runtime, precision, device)
     threads = int(threads or cores())
     files = _Files(net, onnx.fingerprint(net.state_dict()), tag)
-    if "auto" in (runtime, precision):
-        runtime, precision, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
-    return _make(files, runtime, precision, device, threads, calibration), runtime, precision, notes
+    runtime, precision, streams, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
+    return _make(files, runtime, precision, device, threads, calibration, streams), runtime, precision, notes
