@@ -10,7 +10,8 @@ on float32 numpy arrays, so the generator does not care which one it drives.
     onnx      fp32       CPU, CUDA    ONNX Runtime: BatchNorm folded, conv + ReLU fused, NCHWc layout
     onnx      int8       CPU          static QDQ quantisation, calibrated on the person's own frames
     openvino  fp32       CPU          OpenVINO: the same fusions, blocked (channels-last) layout, pinned threads
-    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames (ends fp32)
+    openvino  int8       CPU          NNCF accuracy-aware int8, calibrated on the person's frames: the layers
+                                      whose int8 error costs most stay fp32 until the output is within MIN_PSNR
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
 seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
@@ -39,9 +40,10 @@ from lipsync.resources import cache_dir, exclusive, replacing
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
-# Layers NNCF leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit pixels,
-# and the last, whose error goes straight into the output's
+# Layers NNCF always leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit
+# pixels, and the last, whose error goes straight into the output's
 OPENVINO_FP32_LAYERS = ["/inc/.*", "/outc/.*"]
+RANKING_FRAMES = 8  # calibration frames NNCF ranks the layers' sensitivity on (each of ~90 layers costs a compile and a pass)
 Calibration = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -233,8 +235,15 @@ def _import_nncf():
 
 
 def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration) -> Path:
-    """NNCF post-training int8 quantisation (mixed preset: asymmetric activations) to an IR pair."""
+    """NNCF accuracy-aware int8 quantisation (mixed preset: asymmetric activations) to an IR pair.
+
+    All convolutions but ``OPENVINO_FP32_LAYERS`` are quantised; while the output on the person's
+    calibration frames is further than ``MIN_PSNR`` from fp32 (8-bit pixels), NNCF ranks the
+    quantised layers by how much their int8 error costs there and returns the costliest to fp32."""
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    from backends.synctalk2d.geometry import pred_to_uint8
 
     nncf = _import_nncf()
 
@@ -242,9 +251,20 @@ def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration)
     if not batches:
         raise ConfigError("int8 calibration found no usable crop in the person dataset")
     model = ov.Core().read_model(str(fp32_path))
-    quantized = nncf.quantize(
-        model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+    fp32 = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    references = [(batch, pred_to_uint8(fp32(batch)[0]).astype(np.float64)) for batch in batches]
+
+    def negative_mse(compiled, items) -> tuple[float, list[float]]:
+        """Minus the mean squared 8-bit error against fp32 (NNCF's metric: higher is better)."""
+        errors = [-float(np.mean((pred_to_uint8(compiled(batch)[0]) - reference) ** 2)) for batch, reference in items]
+        return float(np.mean(errors)), errors
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(batches), nncf.Dataset(references), negative_mse,
+        max_drop=255.0**2 / 10 ** (MIN_PSNR / 10), drop_type=nncf.DropType.ABSOLUTE,  # the MSE of MIN_PSNR
+        preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(patterns=OPENVINO_FP32_LAYERS, validate=False),
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(ranking_subset_size=min(RANKING_FRAMES, len(batches))),
     )  # fmt: skip
     temp = out_path.with_name(f".{out_path.stem}.partial.xml")
     try:
@@ -278,7 +298,7 @@ class _Files:
         suffix = f"-{self.tag}" if self.tag else ""
         if runtime == "onnx":
             return onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
-        recipe = hashlib.sha256(json.dumps(OPENVINO_FP32_LAYERS).encode()).hexdigest()[:6]
+        recipe = hashlib.sha256(json.dumps([OPENVINO_FP32_LAYERS, "accuracy-aware", MIN_PSNR]).encode()).hexdigest()[:6]
         return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{recipe}.xml"
 
     def int8(self, runtime: str, calibration: Calibration | None) -> Path:
