@@ -95,6 +95,9 @@ def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(mon
     assert runtime.choose(files, "openvino", "fp32", "cpu", 2, None, 4)[:3] == ("openvino", "fp32", 2)
     assert runtime.choose(files, "onnx", "fp32", "cpu", 2, None, 4)[:3] == ("onnx", "fp32", 1)  # one path: nothing to time
     assert len(calls) == 5  # one probe per distinct question
+    monkeypatch.setattr(runtime, "OPENVINO_FP32_LAYERS", ["/outc/.*"])  # another int8 model: its speed and quality unknown
+    runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)
+    assert len(calls) == 6
 
 
 def test_the_runner_is_built_in_the_layout_the_probe_picked(monkeypatch, tmp_path):

@@ -299,8 +299,12 @@ class _Files:
         suffix = f"-{self.tag}" if self.tag else ""
         if runtime == "onnx":
             return onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
-        recipe = hashlib.sha256(json.dumps([OPENVINO_FP32_LAYERS, "accuracy-aware", MIN_PSNR]).encode()).hexdigest()[:6]
-        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{recipe}.xml"
+        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{self.recipe()}.xml"
+
+    @staticmethod
+    def recipe() -> str:
+        """A short hash of how the OpenVINO int8 model is made (its speed and quality depend on it)."""
+        return hashlib.sha256(json.dumps([OPENVINO_FP32_LAYERS, "accuracy-aware", MIN_PSNR]).encode()).hexdigest()[:6]
 
     def int8(self, runtime: str, calibration: Calibration | None) -> Path:
         path = self.int8_path(runtime)
@@ -405,8 +409,8 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
     candidates = {path_name(r, p, s): (r, p, s) for r, p in paths for s in _streams(r, threads)}
     if len(candidates) == 1:
         return (*next(iter(candidates.values())), {})
-    # named by what it timed: another set of candidates is another question
-    timed = hashlib.sha256("|".join(candidates).encode()).hexdigest()[:6]
+    # named by what it timed: other candidates or another int8 recipe is another question
+    timed = hashlib.sha256("|".join([*candidates, files.recipe()]).encode()).hexdigest()[:6]
     record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}-{timed}.json"
     with exclusive(record):  # a parallel job waits for this probe and reads its record
         if record.is_file():
