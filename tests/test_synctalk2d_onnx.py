@@ -95,6 +95,58 @@ def test_onnx_ave_encoder_matches_pytorch(tmp_path):
     assert np.abs(features["onnx"] - features["torch"]).max() < 1e-4
 
 
+_OPENVINO_INT8_CHECK = """
+import json, sys
+from pathlib import Path
+import numpy as np, torch
+from backends.synctalk2d import runtime
+from backends.synctalk2d.networks import UNet328
+torch.manual_seed(0)
+folder = Path(sys.argv[1])
+fp32 = runtime.export_unet(UNet328(6, "ave"), folder / "unet.onnx")
+rng = np.random.default_rng(0)
+batches = [(rng.random((1, 6, 320, 320), dtype=np.float32), rng.random((1, 32, 16, 16), dtype=np.float32)) for _ in range(2)]
+nncf, seen = runtime._import_nncf(), {}
+
+def accuracy_aware(model, calibration, validation, metric, **options):
+    import openvino as ov
+    compiled = ov.Core().compile_model(model, "CPU")
+    items = list(validation.get_data())
+    seen["calibration"] = len(list(calibration.get_data()))
+    seen["fp32"] = metric(compiled, items)
+    seen["2 levels off"] = metric(compiled, [(batch, reference + 2.0) for batch, reference in items])
+    seen["max_drop"] = options["max_drop"]
+    seen["kept"] = options["ignored_scope"].patterns
+    seen["ranked on"] = options["advanced_accuracy_restorer_parameters"].ranking_subset_size
+    return model
+
+nncf.quantize_with_accuracy_control = accuracy_aware
+out = runtime.quantize_openvino(fp32, folder / "int8.xml", lambda: iter(batches))
+seen["written"] = out.is_file() and out.with_suffix(".bin").is_file()
+print(json.dumps(seen))
+"""
+
+
+def test_openvino_int8_returns_layers_to_fp32_until_the_output_is_within_38_db(tmp_path):
+    """The accuracy-aware quantiser's glue: its metric is minus the 8-bit MSE against fp32 on the
+    person's calibration frames (less one, never 0), and the drop it allows is the MSE of ``MIN_PSNR``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from backends.synctalk2d.runtime import MIN_PSNR, OPENVINO_FP32_LAYERS
+
+    done = subprocess.run([sys.executable, "-c", _OPENVINO_INT8_CHECK, str(tmp_path)], capture_output=True, text=True, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["calibration"] == 2 and seen["ranked on"] == 2
+    assert seen["fp32"] == [-1.0, [-1.0, -1.0]], "fp32 against itself loses nothing (and NNCF divides by it)"
+    assert seen["2 levels off"] == [-5.0, [-5.0, -5.0]], "higher is better for NNCF: minus the MSE"
+    assert 10 * np.log10(255.0**2 / seen["max_drop"]) == pytest.approx(MIN_PSNR)
+    assert seen["kept"] == OPENVINO_FP32_LAYERS and seen["written"]
+
+
 def test_int8_runtime_is_calibrated_on_the_person(tmp_path):
     person = make_person(tmp_path / "person", frames=4)
     checkpoint = make_unet(tmp_path / "unet.pth")

@@ -43,16 +43,33 @@ def test_precisions_the_cpu_cannot_run_are_refused_in_one_line():
         runtime.check_runtime("openvino", "fp32", "cuda", EPYC)
     with pytest.raises(ConfigError, match="not available with runtime=onnx"):
         runtime.check_runtime("onnx", "bf16", "cpu", SAPPHIRE_RAPIDS)
-    (note,) = runtime.check_runtime("onnx", "int8", "cpu", EPYC)  # allowed, with one line on why it is slow here
-    assert "without VNNI" in note
-    assert runtime.check_runtime("onnx", "int8", "cpu", SAPPHIRE_RAPIDS) == []
+    for name in ("onnx", "openvino", "auto"):  # allowed, with one line on why it is slow here
+        (note,) = runtime.check_runtime(name, "int8", "cpu", EPYC)
+        assert "without VNNI (AMD EPYC)" in note and "\n" not in note
+        assert runtime.check_runtime(name, "int8", "cpu", SAPPHIRE_RAPIDS) == []
+    assert runtime.check_runtime("onnx", "fp32", "cpu", EPYC) == []
+
+
+def test_a_runtime_not_installed_is_refused_naming_what_runs_here(monkeypatch):
+    monkeypatch.setattr(runtime, "_importable", lambda name: name != "openvino")
+    with pytest.raises(ConfigError, match=r"^backend.runtime=openvino is not installed here; this machine runs: torch fp32, onnx fp32, onnx int8$"):
+        runtime.check_runtime("openvino", "fp32", "cpu", EPYC)
+    with pytest.raises(ConfigError, match=r"^backend.runtime must be auto or one of torch, onnx, openvino, got 'tensorrt'; this machine runs: torch fp32, onnx fp32, onnx int8$"):
+        runtime.check_runtime("tensorrt", "fp32", "cpu", EPYC)
+
+
+PROBED = {  # frames/s, PSNR against fp32
+    "onnx fp32": (11.0, None), "onnx int8": (13.0, 41.0),
+    "openvino fp32": (12.0, None), "openvino fp32, 2 streams": (14.0, None),
+    "openvino int8": (20.0, 30.0), "openvino int8, 2 streams": (22.0, 30.0),
+}  # fmt: skip
 
 
 def _fake_probe(calls):
     def probe(files, candidates, device, threads, calibration, batch_size):
-        calls.append(list(candidates))
-        table = {"onnx fp32": (11.0, None), "onnx int8": (13.0, 41.0), "openvino fp32": (12.0, None), "openvino int8": (20.0, 30.0)}
-        return {f"{r} {p}": {"fps": table[f"{r} {p}"][0], "psnr": table[f"{r} {p}"][1]} for r, p in candidates}
+        names = [runtime.path_name(*c) for c in candidates]
+        calls.append(names)
+        return {name: {"fps": PROBED[name][0], "psnr": PROBED[name][1]} for name in names}
 
     return probe
 
@@ -63,17 +80,34 @@ def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(mon
     monkeypatch.setattr(runtime, "_probe", _fake_probe(calls))
     monkeypatch.setattr(runtime, "cpu_info", lambda: EPYC)
     files = runtime._Files(UNet328(6, "ave"), "k", "anna")
-    # openvino int8 is fastest but 30 dB: not the same picture; onnx int8 keeps 41 dB
-    assert runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)[:2] == ("onnx", "int8")
-    assert runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)[:2] == ("onnx", "int8")
+    # one thread: openvino int8 is fastest but 30 dB, not the same picture; onnx int8 keeps 41 dB
+    assert runtime.choose(files, "auto", "auto", "cpu", 1, None, 4)[:3] == ("onnx", "int8", 1)
+    assert runtime.choose(files, "auto", "auto", "cpu", 1, None, 4)[:3] == ("onnx", "int8", 1)
     assert len(calls) == 1, "the probe runs once per machine and network"
-    assert ("torch", "fp32") not in calls[0] and ("torch", "bf16") not in calls[0]
+    assert set(calls[0]) == {"onnx fp32", "onnx int8", "openvino fp32", "openvino int8"}
     (record,) = (tmp_path / "probe").glob("*.json")
     assert json.loads(record.read_text())["openvino int8"]["psnr"] == 30.0
-    assert runtime.choose(files, "auto", "int8", "cpu", 2, None, 4)[:2] == ("openvino", "int8")  # asked for: taken as asked
-    assert runtime.choose(files, "openvino", "auto", "cpu", 2, None, 4)[:2] == ("openvino", "fp32")
-    assert runtime.choose(files, "auto", "fp32", "cpu", 2, None, 4)[:2] == ("openvino", "fp32")
-    assert len(calls) == 4  # one probe per distinct question
+    # two threads: OpenVINO's parallel single-frame requests are timed too, and win here
+    assert runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)[:3] == ("openvino", "fp32", 2)
+    assert set(calls[1]) == set(PROBED)
+    assert runtime.choose(files, "auto", "int8", "cpu", 2, None, 4)[:3] == ("openvino", "int8", 2)  # asked for: taken as asked
+    assert runtime.choose(files, "openvino", "auto", "cpu", 2, None, 4)[:3] == ("openvino", "fp32", 2)
+    assert runtime.choose(files, "openvino", "fp32", "cpu", 2, None, 4)[:3] == ("openvino", "fp32", 2)
+    assert runtime.choose(files, "onnx", "fp32", "cpu", 2, None, 4)[:3] == ("onnx", "fp32", 1)  # one path: nothing to time
+    assert len(calls) == 5  # one probe per distinct question
+    monkeypatch.setattr(runtime, "OPENVINO_FP32_LAYERS", ["/outc/.*"])  # another int8 model: its speed and quality unknown
+    runtime.choose(files, "auto", "auto", "cpu", 2, None, 4)
+    assert len(calls) == 6
+
+
+def test_the_runner_is_built_in_the_layout_the_probe_picked(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path))
+    monkeypatch.setattr(runtime, "_probe", _fake_probe([]))
+    monkeypatch.setattr(runtime, "cpu_info", lambda: EPYC)
+    built = []
+    monkeypatch.setattr(runtime, "_make", lambda files, r, p, device, threads, calibration, streams=1: built.append((r, p, threads, streams)))
+    assert runtime.build_runner(UNet328(6, "ave"), "auto", "fp32", "cpu", threads=2)[1:3] == ("openvino", "fp32")
+    assert built == [("openvino", "fp32", 2, 2)]
 
 
 def test_network_runs_while_the_caller_encodes(tmp_path):

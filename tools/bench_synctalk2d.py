@@ -220,7 +220,7 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
     from backends.synctalk2d.checkpoint import load_unet
     from backends.synctalk2d.config import SyncTalk2DConfig
     from backends.synctalk2d.person import PersonDataset
-    from backends.synctalk2d.runtime import MIN_PSNR, OpenVinoUNet, supported
+    from backends.synctalk2d.runtime import MIN_PSNR, OpenVinoUNet, path_name, supported
     from lipsync.cpu import cpu_info
     from lipsync.errors import ConfigError
     from lipsync.media.length import source_indices
@@ -249,15 +249,17 @@ def _bench(args, person_dir: Path, checkpoint: Path) -> int:
         generator = construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime=runtime,
                               precision=precision, threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
         generator.load("cpu")
-        name = f"{runtime} {precision}" if runtime != "auto" else f"auto -> {generator.runtime} {generator.precision}"
+        streams = getattr(generator.runner, "streams", 1)
+        name = path_name(generator.runtime, generator.precision, streams)
+        name = name if runtime != "auto" else f"auto -> {name}"
         print(f"  {name}: ready in {time.perf_counter() - start:.1f} s (export, quantisation, probe)", flush=True)
         runs[name] = generator
-        if runtime == "openvino" and args.threads > 1:  # the same model as parallel single-frame requests
-            streams = construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime="torch",
-                                precision="fp32", threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
-            streams.load("cpu")
-            streams.runner = OpenVinoUNet(generator.runner.path, args.threads, streams=args.threads)
-            runs[f"{name}, {args.threads} streams"] = streams
+        if runtime == "openvino" and args.threads > 1:  # the layout the probe did not pick, for comparison
+            other = construct(SyncTalk2DConfig, person=str(person_dir), checkpoint=str(checkpoint), audio_mode="ave", runtime="torch",
+                              precision="fp32", threads=args.threads, batch_size=args.batch_size, blend="paste")  # fmt: skip
+            other.load("cpu")
+            other.runner = OpenVinoUNet(generator.runner.path, args.threads, streams=1 if streams > 1 else args.threads)
+            runs[path_name(runtime, precision, other.runner.streams)] = other
     best = {name: (float("inf"), 0.0) for name in ["upstream"] + list(runs)}  # (wall, CPU) seconds of the fastest round
     frames = {}
     for _ in range(args.repeats):  # interleaved: a burst of load slows one round of every path, not one path

@@ -10,11 +10,14 @@ on float32 numpy arrays, so the generator does not care which one it drives.
     onnx      fp32       CPU, CUDA    ONNX Runtime: BatchNorm folded, conv + ReLU fused, NCHWc layout
     onnx      int8       CPU          static QDQ quantisation, calibrated on the person's own frames
     openvino  fp32       CPU          OpenVINO: the same fusions, blocked (channels-last) layout, pinned threads
-    openvino  int8       CPU          NNCF post-training quantisation, calibrated on the person's frames (ends fp32)
+    openvino  int8       CPU          NNCF accuracy-aware int8, calibrated on the person's frames: the layers
+                                      whose int8 error costs most stay fp32 until the output is within MIN_PSNR
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
 seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
-remember the choice per CPU, thread count and network (``<cache>/probe/*.json``).
+remember the choice per CPU, thread count and network (``<cache>/probe/*.json``). With more than one
+thread OpenVINO is timed in both layouts (one request on all threads; one single-thread request per
+thread, frames in parallel), and an asked-for ``runtime=openvino`` takes the faster of the two.
 """
 from __future__ import annotations
 
@@ -37,9 +40,10 @@ from lipsync.resources import cache_dir, exclusive, replacing
 
 RUNTIMES = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "openvino": ("fp32", "int8")}
 MIN_PSNR = 38.0  # dB against fp32: below it a faster path is not the same picture
-# Layers NNCF leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit pixels,
-# and the last, whose error goes straight into the output's
+# Layers NNCF always leaves in fp32 (ONNX node-name patterns): the first, fed the input's 8-bit
+# pixels, and the last, whose error goes straight into the output's
 OPENVINO_FP32_LAYERS = ["/inc/.*", "/outc/.*"]
+RANKING_FRAMES = 8  # calibration frames NNCF ranks the layers' sensitivity on (each of ~90 layers costs a compile and a pass)
 Calibration = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
@@ -75,11 +79,11 @@ def _listed(paths: list[tuple[str, str]]) -> str:
 def check_runtime(runtime: str, precision: str, device: str, cpu: CpuInfo | None = None) -> list[str]:
     """Refuse a path this machine cannot run (one line naming what it can); return warnings."""
     cpu = cpu or cpu_info()
+    here = supported(device, cpu)
     if runtime != "auto" and runtime not in RUNTIMES:
-        raise ConfigError(f"backend.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise ConfigError(f"backend.runtime must be auto or one of {', '.join(RUNTIMES)}, got {runtime!r}; this machine runs: {_listed(here)}")
     if runtime != "auto" and precision != "auto" and precision not in RUNTIMES[runtime]:
         raise ConfigError(f"backend.precision={precision} is not available with runtime={runtime} (use {' or '.join(RUNTIMES[runtime])})")
-    here = supported(device, cpu)
     if runtime != "auto" and not _importable(runtime):
         raise ConfigError(f"backend.runtime={runtime} is not installed here; this machine runs: {_listed(here)}")
     if precision == "fp16" and not device.startswith("cuda"):
@@ -93,10 +97,10 @@ def check_runtime(runtime: str, precision: str, device: str, cpu: CpuInfo | None
         raise ConfigError(f"backend.runtime=openvino runs on the CPU only; with device={device} use one of: {_listed(supported(device, cpu))}")
     if precision == "int8" and device.startswith("cuda") and runtime != "openvino":
         raise ConfigError(f"backend.precision=int8 runs on the CPU only; with device={device} use one of: {_listed(here)}")
-    if precision == "int8" and runtime == "onnx" and not cpu.vnni:
+    if precision == "int8" and not device.startswith("cuda") and not cpu.vnni:
         return [
-            f"ONNX Runtime int8 without VNNI ({cpu.model}) is hardly faster than fp32; "
-            "runtime=openvino or runtime=auto picks the fastest path here"
+            f"int8 without VNNI ({cpu.model}) runs on 16-bit multiply-adds: little faster than fp32 and further from its "
+            f"picture; precision=auto picks the fastest path within {MIN_PSNR:.0f} dB"
         ]
     return []
 
@@ -231,8 +235,15 @@ def _import_nncf():
 
 
 def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration) -> Path:
-    """NNCF post-training int8 quantisation (mixed preset: asymmetric activations) to an IR pair."""
+    """NNCF accuracy-aware int8 quantisation (mixed preset: asymmetric activations) to an IR pair.
+
+    All convolutions but ``OPENVINO_FP32_LAYERS`` are quantised; while the output on the person's
+    calibration frames is further than ``MIN_PSNR`` from fp32 (8-bit pixels), NNCF ranks the
+    quantised layers by how much their int8 error costs there and returns the costliest to fp32."""
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    from backends.synctalk2d.geometry import pred_to_uint8
 
     nncf = _import_nncf()
 
@@ -240,9 +251,21 @@ def quantize_openvino(fp32_path: Path, out_path: Path, calibration: Calibration)
     if not batches:
         raise ConfigError("int8 calibration found no usable crop in the person dataset")
     model = ov.Core().read_model(str(fp32_path))
-    quantized = nncf.quantize(
-        model, nncf.Dataset(batches), preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+    fp32 = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    references = [(batch, pred_to_uint8(fp32(batch)[0]).astype(np.float64)) for batch in batches]
+
+    def negative_mse(compiled, items) -> tuple[float, list[float]]:
+        """Minus the mean squared 8-bit error against fp32 (NNCF's metric: higher is better), less
+        one: NNCF also divides by fp32's own score, which must not be 0."""
+        errors = [-1.0 - float(np.mean((pred_to_uint8(compiled(batch)[0]) - reference) ** 2)) for batch, reference in items]
+        return float(np.mean(errors)), errors
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(batches), nncf.Dataset(references), negative_mse,
+        max_drop=255.0**2 / 10 ** (MIN_PSNR / 10), drop_type=nncf.DropType.ABSOLUTE,  # the MSE of MIN_PSNR
+        preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(patterns=OPENVINO_FP32_LAYERS, validate=False),
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(ranking_subset_size=min(RANKING_FRAMES, len(batches))),
     )  # fmt: skip
     temp = out_path.with_name(f".{out_path.stem}.partial.xml")
     try:
@@ -276,8 +299,12 @@ class _Files:
         suffix = f"-{self.tag}" if self.tag else ""
         if runtime == "onnx":
             return onnx.cached_path(f"synctalk2d-unet-{self.net.mode}-int8{suffix}", self.key)
-        recipe = hashlib.sha256(json.dumps(OPENVINO_FP32_LAYERS).encode()).hexdigest()[:6]
-        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{recipe}.xml"
+        return cache_dir() / "openvino" / f"synctalk2d-unet-{self.net.mode}-int8{suffix}-{self.key}-{self.recipe()}.xml"
+
+    @staticmethod
+    def recipe() -> str:
+        """A short hash of how the OpenVINO int8 model is made (its speed and quality depend on it)."""
+        return hashlib.sha256(json.dumps([OPENVINO_FP32_LAYERS, "accuracy-aware", MIN_PSNR]).encode()).hexdigest()[:6]
 
     def int8(self, runtime: str, calibration: Calibration | None) -> Path:
         path = self.int8_path(runtime)
@@ -289,7 +316,7 @@ class _Files:
         return path
 
 
-def _make(files: _Files, runtime: str, precision: str, device: str, threads: int, calibration: Calibration | None):
+def _make(files: _Files, runtime: str, precision: str, device: str, threads: int, calibration: Calibration | None, streams: int = 1):
     if runtime == "torch":
         return TorchUNet(files.net, device, precision)
     path = files.int8(runtime, calibration) if precision == "int8" else files.fp32()
@@ -297,7 +324,7 @@ def _make(files: _Files, runtime: str, precision: str, device: str, threads: int
         runner = onnx.OnnxModel(path, device, threads=threads)
         shape = runner.session.get_inputs()[runner.input_names.index("audio")].shape
     else:
-        runner = OpenVinoUNet(path, threads)
+        runner = OpenVinoUNet(path, threads, streams)
         shape = list(runner.compiled.input("audio").get_partial_shape())
     check_audio_input(path, shape, files.net.mode)
     return runner
@@ -325,8 +352,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def _streams(runtime: str, threads: int) -> list[int]:
+    """The layouts a runtime is timed in: OpenVINO also as parallel single-thread requests."""
+    return [1, threads] if runtime == "openvino" and threads > 1 else [1]
+
+
+def path_name(runtime: str, precision: str, streams: int = 1) -> str:
+    return f"{runtime} {precision}" + (f", {streams} streams" if streams > 1 else "")
+
+
 def _probe(files, candidates, device, threads, calibration, batch_size, repeats: int = 3) -> dict:
-    """Frames/s and PSNR against torch fp32 of each candidate path, timed in interleaved rounds."""
+    """Frames/s and PSNR against torch fp32 of each candidate ``(runtime, precision, streams)``,
+    timed in interleaved rounds."""
     batches = list(calibration()) if calibration is not None else []
     if batches:
         image = np.concatenate([b[0] for b in batches])[:batch_size]
@@ -338,16 +375,17 @@ def _probe(files, candidates, device, threads, calibration, batch_size, repeats:
         audio = np.random.default_rng(1).random((batch_size,) + AUDIO_MODES[files.net.mode].unet_input, dtype=np.float32)
     reference = TorchUNet(files.net, "cpu", "fp32")(image, audio) if batches else None
     runners, quality = {}, {}
-    for runtime, precision in candidates:
-        runner = _make(files, runtime, precision, device, threads, calibration)
+    for runtime, precision, streams in candidates:
+        name = path_name(runtime, precision, streams)
+        runner = _make(files, runtime, precision, device, threads, calibration, streams)
         out = runner(image, audio)  # warm-up (and the quality check)
         if precision == "fp32":
-            quality[f"{runtime} {precision}"] = None
+            quality[name] = None
         elif reference is not None:
-            quality[f"{runtime} {precision}"] = psnr(out, reference)
+            quality[name] = psnr(out, reference)
         else:
             continue
-        runners[f"{runtime} {precision}"] = runner
+        runners[name] = runner
     best = {name: float("inf") for name in runners}
     for _ in range(repeats):
         for name, runner in runners.items():
@@ -357,31 +395,34 @@ def _probe(files, candidates, device, threads, calibration, batch_size, repeats:
     return {name: {"fps": len(image) / best[name], "psnr": quality[name]} for name in runners}
 
 
-def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, dict]:
-    """The fastest path for ``runtime``/``precision`` (either may be ``auto``) on this machine."""
+def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, int, dict]:
+    """The fastest path ``(runtime, precision, streams, probe results)`` for ``runtime``/``precision``
+    (either may be ``auto``) on this machine."""
     if device.startswith("cuda"):  # no probe on a GPU: PyTorch half precision is the fast path there
         picked = runtime if runtime != "auto" else "torch"
-        return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), {}
-    candidates = [(r, p) for r, p in supported(device) if runtime in ("auto", r) and precision in ("auto", p)]
-    if not candidates:
+        return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), 1, {}
+    paths = [(r, p) for r, p in supported(device) if runtime in ("auto", r) and precision in ("auto", p)]
+    if not paths:
         raise ConfigError(f"backend.runtime={runtime} precision={precision} cannot run here; this machine runs: {_listed(supported(device))}")
-    if runtime == "auto" and any(r != "torch" for r, _ in candidates):
-        candidates = [c for c in candidates if c[0] != "torch"]  # eager PyTorch is 5x slower than either runtime
+    if runtime == "auto" and any(r != "torch" for r, _ in paths):
+        paths = [c for c in paths if c[0] != "torch"]  # eager PyTorch is 5x slower than either runtime
+    candidates = {path_name(r, p, s): (r, p, s) for r, p in paths for s in _streams(r, threads)}
     if len(candidates) == 1:
-        return candidates[0][0], candidates[0][1], {}
-    record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}.json"
+        return (*next(iter(candidates.values())), {})
+    # named by what it timed: other candidates or another int8 recipe is another question
+    timed = hashlib.sha256("|".join([*candidates, files.recipe()]).encode()).hexdigest()[:6]
+    record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}-{timed}.json"
     with exclusive(record):  # a parallel job waits for this probe and reads its record
         if record.is_file():
             results = json.loads(record.read_text())
         else:
-            results = _probe(files, candidates, device, threads, calibration, batch_size)
+            results = _probe(files, list(candidates.values()), device, threads, calibration, batch_size)
             with replacing(record) as temp:
                 temp.write_text(json.dumps(results, indent=1))
     # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
     eligible = {n: r for n, r in results.items() if precision != "auto" or r["psnr"] is None or r["psnr"] >= MIN_PSNR}
     name = max(eligible, key=lambda n: eligible[n]["fps"])
-    picked_runtime, picked_precision = name.split()
-    return picked_runtime, picked_precision, results
+    return (*candidates[name], results)
 
 
 def build_runner(
@@ -396,6 +437,5 @@ def build_runner(
     notes = check_runtime(runtime, precision, device)
     threads = int(threads or cores())
     files = _Files(net, onnx.fingerprint(net.state_dict()), tag)
-    if "auto" in (runtime, precision):
-        runtime, precision, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
-    return _make(files, runtime, precision, device, threads, calibration), runtime, precision, notes
+    runtime, precision, streams, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
+    return _make(files, runtime, precision, device, threads, calibration, streams), runtime, precision, notes
