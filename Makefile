@@ -46,9 +46,9 @@ ui: setup
 bench: setup
 	@echo "[1/3] command-line answers (tools/bench_cli.py, under a minute)"
 	$(PY) -u tools/bench_cli.py
-	@echo "[2/3] viseme end to end (tools/bench.py, several minutes; figures print as each case ends)"
+	@echo "[2/3] viseme end to end (tools/bench.py, about a minute; figures print as each case ends)"
 	$(PY) -u tools/bench.py
-	@echo "[3/3] SyncTalk2D generation (tools/bench_synctalk2d.py, up to half an hour; figures print as each path ends)"
+	@echo "[3/3] SyncTalk2D generation (tools/bench_synctalk2d.py; a first run trains and quantises its reference U-Net, about 10 minutes at load 3-5, later runs reuse it; figures print as each path ends)"
 	$(PY) -u tools/bench_synctalk2d.py
 
 conformance: setup
