@@ -74,7 +74,7 @@ def _fake_probe(calls):
     return probe
 
 
-def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(monkeypatch, tmp_path):
+def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("LIPSYNC_CACHE", str(tmp_path))
     calls: list = []
     monkeypatch.setattr(runtime, "_probe", _fake_probe(calls))
@@ -82,8 +82,10 @@ def test_auto_keeps_the_fastest_path_that_keeps_the_picture_and_remembers_it(mon
     files = runtime._Files(UNet328(6, "ave"), "k", "anna")
     # one thread: openvino int8 is fastest but 30 dB, not the same picture; onnx int8 keeps 41 dB
     assert runtime.choose(files, "auto", "auto", "cpu", 1, None, 4)[:3] == ("onnx", "int8", 1)
+    assert caplog.text.count("first run of this network on this machine") == 1  # the minutes it takes are said
     assert runtime.choose(files, "auto", "auto", "cpu", 1, None, 4)[:3] == ("onnx", "int8", 1)
     assert len(calls) == 1, "the probe runs once per machine and network"
+    assert caplog.text.count("first run of this network on this machine") == 1  # remembered: nothing to say
     assert set(calls[0]) == {"onnx fp32", "onnx int8", "openvino fp32", "openvino int8"}
     (record,) = (tmp_path / "probe").glob("*.json")
     assert json.loads(record.read_text())["openvino int8"]["psnr"] == 30.0

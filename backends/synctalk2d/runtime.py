@@ -416,6 +416,11 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
         if record.is_file():
             results = json.loads(record.read_text())
         else:
+            # Said, or the first run on a person would sit minutes under "loading models" unexplained.
+            logging.getLogger(__name__).warning(
+                f"SyncTalk2D: first run of this network on this machine: exporting, quantising and timing "
+                f"{', '.join(candidates)} to pick the fastest (minutes, once; remembered in {record.parent})"
+            )
             results = _probe(files, list(candidates.values()), device, threads, calibration, batch_size)
             with replacing(record) as temp:
                 temp.write_text(json.dumps(results, indent=1))
