@@ -194,12 +194,7 @@ class InteriorPainter:
         person's own open mouths where ``bank`` holds some, else procedurally."""
         frame = pose.frame
         m = frame.mouth_width
-        x0, y0, x1, y1 = box
-        # The box's pixels in the mouth's (u, v) frame, from a row of x and a column of y.
-        dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(frame.origin[0])
-        dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(frame.origin[1])
-        ex, ey = frame.ex.astype(np.float32), frame.ey.astype(np.float32)
-        u, v = dx * ex[0] + dy * ex[1], dx * ey[0] + dy * ey[1]
+        u, v = frame.local_box(box)
         upper = frame.local(pose.upper_lip)
         lower = frame.local(pose.lower_lip)
         edge_up, k_up = _edge(upper, u)

@@ -52,6 +52,15 @@ class FaceFrame:
         d = np.asarray(points, np.float64)[..., :2] - self.origin
         return np.stack([d @ self.ex, d @ self.ey], axis=-1)
 
+    def local_box(self, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """``local`` of every pixel of ``box`` (x0, y0, x1, y1), float32 ``(u, v)`` of the box's
+        shape, from a row of x and a column of y (no full grids in float64)."""
+        x0, y0, x1, y1 = box
+        dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(self.origin[0])
+        dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(self.origin[1])
+        ex, ey = self.ex.astype(np.float32), self.ey.astype(np.float32)
+        return dx * ex[0] + dy * ex[1], dx * ey[0] + dy * ey[1]
+
     def image(self, uv: np.ndarray) -> np.ndarray:
         """(u, v) -> image points."""
         uv = np.asarray(uv, np.float64)
