@@ -1,14 +1,11 @@
 """The Hydra app: runs, multirun, and one-line errors with exit code 2 for everything the user can fix."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import soundfile
 
 from lipsync import cli
 from lipsync.media.video import probe_video
 from tests import fake_backend
-from tests.conftest import tone
 
 fake_backend.register()
 

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 from PIL import Image
 
 from lipsync import cli
 from lipsync.metrics import record as record_module
 from lipsync.metrics import report
 from tests import fake_backend
-from tests.conftest import tone
 
 fake_backend.register()
 

@@ -175,7 +175,6 @@ def _upstream_loop(person, net, features: np.ndarray, count: int) -> list[np.nda
     from backends.synctalk2d import geometry
     from backends.synctalk2d.features import unet_audio
     from lipsync.media.length import source_indices
-    from lipsync.registry import construct
 
     frames = []
     for i, template in enumerate(source_indices(len(person), 1, count + 1)):

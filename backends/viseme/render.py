@@ -13,7 +13,7 @@ import numpy as np
 from backends.viseme.bank import MouthBank
 from backends.viseme.interior import InteriorPainter, MouthLook
 from backends.viseme.rig import EyeRig, MouthRig
-from lipsync.compose.blend import blend, paste
+from lipsync.compose.blend import paste
 from lipsync.compose.masks import ellipse_mask, polygon_mask
 from lipsync.compose.warp import piecewise_affine_map, region, remap_region, similarity_map
 from lipsync.face import landmarks as lm
