@@ -84,8 +84,9 @@ def run_case(label: str, source: dict, overrides: dict, repeat: int, target: flo
 
 
 def breakdown(source: dict, overrides: dict) -> None:
-    """CPU seconds per second of video of the still's parts, each run alone (one thread each, so
-    the figures add up): phone analysis, rendering, x264 encoding of the rendered frames."""
+    """CPU seconds per second of video of the still's parts, run one after another (each with all
+    its threads counted, so the figures add up): phone analysis, rendering, x264 encoding of the
+    rendered frames."""
     from lipsync.api import compose
     from lipsync.media.writer import VideoWriter
     from lipsync.pipeline import Pipeline
@@ -108,10 +109,14 @@ def breakdown(source: dict, overrides: dict) -> None:
             best = min(best, time.process_time() - start)
         return best / seconds
 
-    frames = []
+    frames: list = []
+
+    def render() -> None:
+        frames[:] = pipe.generator.generate(job, chunks)
+
     parts = {
         "phones and voice activity": cpu(lambda: pipe.encoder.encode(job.audio, job.sample_rate)),
-        "render": cpu(lambda: frames.__setitem__(slice(None), list(pipe.generator.generate(job, chunks)))),
+        "render": cpu(render),
     }
     cfg = pipe.cfg.output
 

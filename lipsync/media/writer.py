@@ -37,8 +37,9 @@ from lipsync.errors import InputError
 # Frame area per x264 thread: below it, threads cost more CPU (frame threading's overhead, about a
 # third at 512x512) than they save, and the pipeline already renders and encodes in parallel.
 PIXELS_PER_THREAD = 1280 * 720
-SOUND_FILE = "sound"  # the sound track, encoded while the frames are (in the destination's container,
-# which keeps the encoder's delay as that container expresses it)
+# The sound track, encoded while the frames are: "sound" + the destination's suffix, in its
+# container (which keeps the encoder's delay as that container expresses it).
+SOUND_PREFIX = "sound."
 # x264's default keyframe interval: a segment boundary adds no keyframe an unbroken stream lacks.
 SEGMENT_FRAMES = 250
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -159,7 +160,7 @@ class VideoWriter:
         self._sound = None
         if self._audio is not None:
             suffix = self.path.suffix.lower()
-            self._sound = SoundEncoder(self.dir / f"{SOUND_FILE}{suffix}", CONTAINERS[suffix], self._audio, self._rate, self._layout)
+            self._sound = SoundEncoder(self.dir / (SOUND_PREFIX + suffix[1:]), CONTAINERS[suffix], self._audio, self._rate, self._layout)
 
     # -- the sidecar -------------------------------------------------------------------------------
 
@@ -277,7 +278,7 @@ class VideoWriter:
 
     def _release(self, keep: bool) -> None:
         for entry in self._own_files():
-            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith(("output.partial", SOUND_FILE)):
+            if not keep or entry.name.endswith((".part", ".tmp")) or entry.name.startswith(("output.partial", SOUND_PREFIX)):
                 entry.unlink(missing_ok=True)
         if not keep:
             try:
@@ -293,7 +294,7 @@ class VideoWriter:
             entry for entry in self.dir.iterdir()
             if entry.is_file() and not entry.is_symlink()
             and (entry.name in ("lock", "state.json", "state.json.tmp") or entry.name.endswith(".npy")
-                 or entry.name.startswith(("segment-", "output.partial", SOUND_FILE)))
+                 or entry.name.startswith(("segment-", "output.partial", SOUND_PREFIX)))
         ]
 
     def _open_segment(self) -> None:
