@@ -35,7 +35,7 @@ def closed_mouth_source(image: np.ndarray, points: np.ndarray, copy: bool = True
     ring = polygon_mask(box, [inner])
     if ring.max() < 0.5:
         return out
-    width = float(np.linalg.norm(points[lm.MOUTH_CORNERS[1], :2] - points[lm.MOUTH_CORNERS[0], :2]))
+    width = lm.mouth_width(points)
     reach = max(1, int(round(0.06 * width)))
     mouth = polygon_mask(box, [outer]) > 0.5
     lips = mouth & (ring < 0.05)

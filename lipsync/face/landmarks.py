@@ -94,13 +94,18 @@ def to_5(points: np.ndarray) -> np.ndarray:
     return np.stack([eyes[0], eyes[1], points[NOSE_TIP], points[MOUTH_CORNERS[0]], points[MOUTH_CORNERS[1]]])
 
 
+def mouth_width(points: np.ndarray) -> float:
+    """Pixels between the mouth corners (in the image plane)."""
+    points = _check(points)[:, :2]
+    return float(np.linalg.norm(points[MOUTH_CORNERS[1]] - points[MOUTH_CORNERS[0]]))
+
+
 def mouth_opening(points: np.ndarray) -> float:
     """How far the lips are apart: the gap between the inner lips at their middle over the mouth's
     width (0 when closed; about 0.3-0.6 for a wide-open vowel)."""
     points = _check(points)[:, :2]
     upper, lower = points[list(INNER_LIP_MIDDLE)]
-    width = np.linalg.norm(points[MOUTH_CORNERS[1]] - points[MOUTH_CORNERS[0]])
-    return float(np.linalg.norm(lower - upper) / max(width, 1e-6))
+    return float(np.linalg.norm(lower - upper) / max(mouth_width(points), 1e-6))
 
 
 def inter_ocular(points: np.ndarray) -> float:

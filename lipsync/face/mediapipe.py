@@ -235,8 +235,7 @@ def _interpolated(images: list[np.ndarray], before: list[Face], after: list[Face
             return None
         move = b.landmarks[:, :2] - a.landmarks[:, :2]
         lips = move[_LIPS] - move.mean(axis=0)
-        width = np.linalg.norm(a.landmarks[lm.MOUTH_CORNERS[1], :2] - a.landmarks[lm.MOUTH_CORNERS[0], :2])
-        if np.sqrt((lips**2).sum(axis=1)).max() > lip_motion * max(float(width), 1.0):
+        if np.sqrt((lips**2).sum(axis=1)).max() > lip_motion * max(lm.mouth_width(a.landmarks), 1.0):
             return None
     steps = len(images) - 1
     frames = []
