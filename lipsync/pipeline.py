@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -56,7 +57,10 @@ class Result:
 
 
 class Pipeline:
-    """A backend with its face detector, audio encoder and interpolator, ready to run jobs."""
+    """A backend with its face detector, audio encoder and interpolator, ready to run jobs.
+
+    Jobs given to one pipeline from several threads take turns: its face tracker follows one clip
+    at a time and its models hold one job's state. For jobs in parallel, load a pipeline per thread."""
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -71,6 +75,7 @@ class Pipeline:
         self._check_encoder()
         self.device = resolve_device(cfg.device)
         self._loaded = False
+        self._turn = threading.Lock()
 
     def _rate_factor(self) -> int:
         ratio = float(self.cfg.output.fps) / self.requirements.fps
@@ -144,6 +149,10 @@ class Pipeline:
         reporter: Reporter | None = None,
     ) -> Result:
         reporter = reporter or Reporter(quiet=bool(self.cfg.quiet))
+        with self._turn:
+            return self._run(audio, output, image, video, text, reporter)
+
+    def _run(self, audio, output, image, video, text, reporter: Reporter) -> Result:
         source_kind = self._check_inputs(audio, image, video)
         check_destination(output, (audio, image, video))
         self.check_weights()

@@ -256,3 +256,39 @@ def test_interpolated_output_ends_with_the_audio(tmp_path):
     pipe.generator.generate = recording
     result, _ = run(pipe, tmp_path, 1.03)  # 51.5 frames at 50 fps
     assert result.frames == 52 and len(np.concatenate(produced)) == 27
+
+
+def test_jobs_on_one_pipeline_from_two_threads_take_turns(tmp_path):
+    """A pipeline's face tracker and models hold one job's state: a second thread's job waits for
+    the first instead of interleaving its frames with it."""
+    import threading
+
+    pipe = pipeline()
+    inside, overlaps = [], []
+    generate = pipe.generator.generate
+
+    def watched(job, chunks):
+        inside.append(1)
+        overlaps.append(len(inside) > 1)
+        threading.Event().wait(0.2)  # long enough for the other thread to arrive
+        yield from generate(job, chunks)
+        inside.pop()
+
+    pipe.generator.generate = watched
+    audio, image = tmp_path / "speech.wav", tmp_path / "still.png"
+    soundfile.write(audio, bursts(0.5), 16000)
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(image)
+    results = []
+
+    def job(k: int) -> None:
+        results.append(pipe.run(audio=audio, image=image, output=tmp_path / f"out{k}.mp4", reporter=Reporter(quiet=True)))
+
+    threads = [threading.Thread(target=job, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2 and all(r.frames == 13 for r in results)
+    assert overlaps == [False, False]

@@ -155,21 +155,20 @@ class Pipelines:
 
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[tuple, tuple[lipsync.api.LipSync, threading.Lock]] = OrderedDict()
+        self._items: OrderedDict[tuple, lipsync.api.LipSync] = OrderedDict()
         self._lock = threading.Lock()
 
-    @contextmanager
-    def use(self, backend: str, overrides: dict[str, Any]) -> Iterator[lipsync.api.LipSync]:
+    def get(self, backend: str, overrides: dict[str, Any]) -> lipsync.api.LipSync:
+        """The pipeline for this configuration, loaded on first use (jobs on one pipeline take
+        turns: ``Pipeline.run``)."""
         key = (backend, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
         with self._lock:
             if key not in self._items:
-                self._items[key] = (lipsync.load(backend, **overrides), threading.Lock())
+                self._items[key] = lipsync.load(backend, **overrides)
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
             self._items.move_to_end(key)
-            pipe, busy = self._items[key]
-        with busy:  # a pipeline runs one job at a time
-            yield pipe
+            return self._items[key]
 
 
 class PageReporter(Reporter):
@@ -298,14 +297,13 @@ class App:
                 )
         overrides = self._overrides(backend, given)
         output = work / f"{Path(audio).stem}_{backend}.mp4"
-        with self.pipelines.use(backend, overrides) as pipe:
-            return pipe.pipeline.run(
-                audio=audio,
-                output=output,
-                text=(given.get("text") or "").strip() or None,
-                reporter=PageReporter(progress),
-                **{kind: source},
-            )
+        return self.pipelines.get(backend, overrides).pipeline.run(
+            audio=audio,
+            output=output,
+            text=(given.get("text") or "").strip() or None,
+            reporter=PageReporter(progress),
+            **{kind: source},
+        )
 
     def _overrides(self, backend: str, given: dict[str, Any]) -> dict[str, Any]:
         overrides: dict[str, Any] = {
