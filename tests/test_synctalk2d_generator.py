@@ -172,3 +172,32 @@ def test_user_errors_exit_2_with_one_line(files, capsys, change, message):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert re.search(message, err) and len(err.splitlines()) == 1, err
+
+
+def test_int8_paths_are_judged_on_frames_outside_the_calibration_set(files, tmp_path, monkeypatch):
+    """Calibration crops are spread over the person's clip; the held-out crops (runtime=auto's
+    picture check) lie between them, never on them; a clip too short to have such frames has none."""
+    long_person = make_person(tmp_path / "long", frames=40)
+    generator = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(long_person), checkpoint=str(files["unet"]))
+    monkeypatch.setattr(generator, "_prepare", lambda templates, outputs, features: _Picked(templates))
+    calibration = [batch[1] for batch in generator.calibration_batches()]
+    held_out = [batch[1] for batch in generator.calibration_batches(held_out=True)]
+    assert len(calibration) == 16 and calibration[0] == 0 and calibration[-1] == 39
+    assert len(held_out) == 15 and not set(held_out) & set(calibration)
+    # load hands both sets to the runtime choice: calibration to quantise, held-out to judge
+    import backends.synctalk2d.generator as module
+
+    handed = {}
+    monkeypatch.setattr(module, "build_runner", lambda net, *args, **kw: handed.update(kw) or (None, "torch", "fp32", []))
+    generator.load("cpu")
+    assert [b[1] for b in handed["checks"]()] == held_out
+    short = construct(SyncTalk2DConfig, runtime="torch", precision="fp32", person=str(files["person"]), checkpoint=str(files["unet"]))
+    monkeypatch.setattr(short, "_prepare", lambda templates, outputs, features: _Picked(templates))
+    assert len(list(short.calibration_batches())) == 5 and list(short.calibration_batches(held_out=True)) == []
+
+
+class _Picked:
+    """Stands in for a prepared batch: its 'image' is a crop, its 'audio' the frame index."""
+
+    def __init__(self, templates):
+        self.image, self.audio = np.zeros(1), templates[0]

@@ -66,7 +66,7 @@ PROBED = {  # frames/s, PSNR against fp32
 
 
 def _fake_probe(calls):
-    def probe(files, candidates, device, threads, calibration, batch_size):
+    def probe(files, candidates, device, threads, calibration, batch_size, checks=None):
         names = [runtime.path_name(*c) for c in candidates]
         calls.append(names)
         return {name: {"fps": PROBED[name][0], "psnr": PROBED[name][1]} for name in names}
@@ -209,3 +209,33 @@ def test_parallel_jobs_build_a_cached_int8_model_once(monkeypatch, tmp_path):
         thread.join()
     assert not errors, errors
     assert len(builds) == 1
+
+
+def test_lossy_paths_are_judged_on_crops_they_were_not_calibrated_on(monkeypatch):
+    """The probe's picture check (PSNR against fp32) runs on the held-out ``checks`` crops: an int8
+    model tuned on the calibration crops would look better there than on the person's other frames.
+    Without held-out crops (a very short clip) it falls back to the calibration crops."""
+    seen = []
+
+    class Reference:
+        def __init__(self, *args):
+            pass
+
+        def __call__(self, image, audio):
+            seen.append(float(image[0, 0, 0, 0]))
+            return np.zeros((len(image), 3, 8, 8), np.float32)
+
+    def make(files, r, p, device, threads, calibration, streams=1):
+        return lambda image, audio: np.full((len(image), 3, 8, 8), 0.1 if r == "onnx" else 0.0, np.float32)
+
+    monkeypatch.setattr(runtime, "TorchUNet", Reference)
+    monkeypatch.setattr(runtime, "_make", make)
+    crops = lambda value: lambda: [(np.full((4, 6, 4, 4), value, np.float32), np.zeros((4, 2), np.float32))]  # noqa: E731
+    files = runtime._Files(UNet328(6, "ave"), "k", "anna")
+    candidates = [("onnx", "int8", 1), ("openvino", "fp32", 1)]
+    results = runtime._probe(files, candidates, "cpu", 1, crops(1.0), 4, checks=crops(2.0), repeats=1)
+    assert seen == [2.0]
+    assert results["onnx int8"]["psnr"] == pytest.approx(runtime.psnr(np.full((4, 3, 8, 8), 0.1), np.zeros((4, 3, 8, 8))))
+    assert results["openvino fp32"]["psnr"] is None
+    runtime._probe(files, candidates, "cpu", 1, crops(1.0), 4, checks=lambda: [], repeats=1)
+    assert seen == [2.0, 1.0]

@@ -13,6 +13,7 @@ import hashlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -32,6 +33,7 @@ from lipsync.protocol import Chunk, Generator, Job, Requirements
 
 FPS = 25.0
 BLENDS = ("feather", "paste")
+CALIBRATION_FRAMES = 16  # crops int8 quantisation is calibrated on, spread over the person's clip
 
 
 @dataclass
@@ -128,7 +130,7 @@ class SyncTalk2DGenerator(Generator):
         self._checkpoint = None  # the state dict now lives in the network
         self.runner, self.runtime, self.precision, self.notes = build_runner(
             net, self.runtime, self.precision, device, self.calibration_batches, tag=self.dataset_tag(),
-            threads=self.threads, batch_size=self.batch_size,
+            threads=self.threads, batch_size=self.batch_size, checks=partial(self.calibration_batches, held_out=True),
         )  # fmt: skip
 
     def dataset_tag(self) -> str:
@@ -136,10 +138,16 @@ class SyncTalk2DGenerator(Generator):
         root = self.dataset().root.resolve()
         return f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
 
-    def calibration_batches(self):
-        """int8 calibration batches: the person's own crops with their own audio features."""
+    def calibration_batches(self, held_out: bool = False):
+        """int8 calibration batches: the person's own crops with their own audio features, from
+        frames spread over the clip. ``held_out``: the frames halfway between those instead (none
+        when the clip is too short to have any), to judge int8 paths where they were not tuned."""
         features = self.dataset().audio_features(self.mode)
-        picks = np.linspace(0, len(self.dataset()) - 1, num=min(16, len(self.dataset()))).round().astype(int)
+        count = len(self.dataset())
+        spread = np.linspace(0, count - 1, num=min(CALIBRATION_FRAMES, count))
+        picks = spread.round().astype(int)
+        if held_out:
+            picks = np.setdiff1d(((spread[:-1] + spread[1:]) / 2).round().astype(int), picks)
         for index in picks:
             prepared = self._prepare([int(index)], [int(index)], features)
             if len(prepared.image):

@@ -14,7 +14,8 @@ on float32 numpy arrays, so the generator does not care which one it drives.
                                       whose int8 error costs most stay fp32 until the output is within MIN_PSNR
 
 ``runtime=auto`` / ``precision=auto`` time the candidates on a batch of the person's crops (a few
-seconds), drop lossy ones whose output is further than ``MIN_PSNR`` from fp32, keep the fastest and
+seconds) from frames the int8 models were not calibrated on, drop lossy ones whose output there is
+further than ``MIN_PSNR`` from fp32, keep the fastest and
 remember the choice per CPU, thread count and network (``<cache>/probe/*.json``). With more than one
 thread OpenVINO is timed in both layouts (one request on all threads; one single-thread request per
 thread, frames in parallel), and an asked-for ``runtime=openvino`` takes the faster of the two.
@@ -361,10 +362,14 @@ def path_name(runtime: str, precision: str, streams: int = 1) -> str:
     return f"{runtime} {precision}" + (f", {streams} streams" if streams > 1 else "")
 
 
-def _probe(files, candidates, device, threads, calibration, batch_size, repeats: int = 3) -> dict:
+def _probe(files, candidates, device, threads, calibration, batch_size, checks=None, repeats: int = 3) -> dict:
     """Frames/s and PSNR against torch fp32 of each candidate ``(runtime, precision, streams)``,
-    timed in interleaved rounds."""
-    batches = list(calibration()) if calibration is not None else []
+    timed in interleaved rounds on the ``checks`` crops: frames the int8 models were not calibrated
+    on, so that their picture is judged where it was not tuned (the calibration crops only when
+    there are none)."""
+    batches = list(checks()) if checks is not None else []
+    if not batches and calibration is not None:
+        batches = list(calibration())
     if batches:
         image = np.concatenate([b[0] for b in batches])[:batch_size]
         audio = np.concatenate([b[1] for b in batches])[:batch_size]
@@ -395,9 +400,9 @@ def _probe(files, candidates, device, threads, calibration, batch_size, repeats:
     return {name: {"fps": len(image) / best[name], "psnr": quality[name]} for name in runners}
 
 
-def choose(files, runtime, precision, device, threads, calibration, batch_size) -> tuple[str, str, int, dict]:
+def choose(files, runtime, precision, device, threads, calibration, batch_size, checks=None) -> tuple[str, str, int, dict]:
     """The fastest path ``(runtime, precision, streams, probe results)`` for ``runtime``/``precision``
-    (either may be ``auto``) on this machine."""
+    (either may be ``auto``) on this machine; ``checks``: the crops lossy paths are judged on."""
     if device.startswith("cuda"):  # no probe on a GPU: PyTorch half precision is the fast path there
         picked = runtime if runtime != "auto" else "torch"
         return picked, precision if precision != "auto" else ("fp16" if picked == "torch" else "fp32"), 1, {}
@@ -410,7 +415,8 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
     if len(candidates) == 1:
         return (*next(iter(candidates.values())), {})
     # named by what it timed: other candidates or another int8 recipe is another question
-    timed = hashlib.sha256("|".join([*candidates, files.recipe()]).encode()).hexdigest()[:6]
+    judged = "held-out crops" if checks is not None else "calibration crops"
+    timed = hashlib.sha256("|".join([*candidates, files.recipe(), judged]).encode()).hexdigest()[:6]
     record = cache_dir() / "probe" / f"synctalk2d-{cpu_info().key()}-{threads}t-b{batch_size}-{files.key}-{files.tag or 'none'}-{runtime}-{precision}-{timed}.json"
     with exclusive(record):  # a parallel job waits for this probe and reads its record
         if record.is_file():
@@ -421,7 +427,7 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
                 f"SyncTalk2D: first run of this network on this machine: exporting, quantising and timing "
                 f"{', '.join(candidates)} to pick the fastest (minutes, once; remembered in {record.parent})"
             )
-            results = _probe(files, list(candidates.values()), device, threads, calibration, batch_size)
+            results = _probe(files, list(candidates.values()), device, threads, calibration, batch_size, checks)
             with replacing(record) as temp:
                 temp.write_text(json.dumps(results, indent=1))
     # precision=auto takes a lossy path only when it keeps the picture; an asked-for one is taken as asked
@@ -432,15 +438,16 @@ def choose(files, runtime, precision, device, threads, calibration, batch_size) 
 
 def build_runner(
     net: UNet328, runtime: str, precision: str, device: str, calibration: Calibration | None = None, tag: str = "",
-    threads: int | None = None, batch_size: int = 4,
+    threads: int | None = None, batch_size: int = 4, checks: Calibration | None = None,
 ):  # fmt: skip
     """The runner for ``runtime``/``precision`` (``auto``: the fastest that keeps the picture).
 
     Returns ``(runner, runtime, precision, notes)``: the path taken and one-line warnings.
-    ``tag`` names what the calibration data came from (int8 models depend on it too).
+    ``tag`` names what the calibration data came from (int8 models depend on it too); ``checks``
+    gives crops of the same person outside the calibration set, to judge the picture on.
     """
     notes = check_runtime(runtime, precision, device)
     threads = int(threads or cores())
     files = _Files(net, onnx.fingerprint(net.state_dict()), tag)
-    runtime, precision, streams, _ = choose(files, runtime, precision, device, threads, calibration, batch_size)
+    runtime, precision, streams, _ = choose(files, runtime, precision, device, threads, calibration, batch_size, checks)
     return _make(files, runtime, precision, device, threads, calibration, streams), runtime, precision, notes
