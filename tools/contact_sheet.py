@@ -5,7 +5,8 @@
 Writes a PNG grid of mouth close-ups (``--zoom`` times the video's pixels, 3 by default) at evenly
 spaced frames, each labelled with its time and the phone spoken then (found by the ``phonemes``
 encoder in the video's own audio, or ``--audio``; aligned to ``--text`` when given). The crop
-follows the face mesh of each frame; frames where no face is found show the last crop.
+follows the face mesh of each frame; a frame where no face is found is cut where the nearest frame
+with a face was (the whole frame only when no frame has one).
 """
 from __future__ import annotations
 
@@ -56,13 +57,15 @@ def sheet(video: Path, audio: Path | None, text: str | None, count: int, columns
     wanted = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
     track = construct(PhonemeEncoderConfig).encode(load_audio(audio or video), 16000, text)
     detector = construct(MediaPipeDetectorConfig, max_faces=1)
-    tiles, box, size = [], None, None
-    for index, frame in zip(wanted, frames.read(wanted)):
+    shown = frames.read(wanted)
+    boxes = []
+    for frame in shown:
         faces = detector.detect(frame)
-        if faces and faces[0].landmarks is not None:
-            box = mouth_box(faces[0].landmarks, frame.shape, reach)
-        if box is None:
-            box = (0, 0, frame.shape[1], frame.shape[0])
+        boxes.append(mouth_box(faces[0].landmarks, frame.shape, reach) if faces and faces[0].landmarks is not None else None)
+    found = [k for k, box in enumerate(boxes) if box is not None]
+    tiles, size = [], None
+    for k, (index, frame) in enumerate(zip(wanted, shown)):
+        box = boxes[min(found, key=lambda j: abs(j - k))] if found else (0, 0, frame.shape[1], frame.shape[0])
         x0, y0, x1, y1 = box
         crop = frame[y0:y1, x0:x1]
         if size is None:
