@@ -1,17 +1,14 @@
 """tools/contact_sheet.py: mouth close-ups for people to judge, even where a frame shows no face."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from lipsync.media.writer import VideoWriter
+from tools import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import contact_sheet  # noqa: E402
 
 
 def test_a_frame_without_a_face_is_cut_where_its_neighbour_shows_the_mouth(tmp_path):
